@@ -35,15 +35,12 @@ IGNORED_KEYS = {
     "rank": "single-process runs only",
     "gpu": "the device is chosen by the 'device' key",
     "c": "the config file is given with --config",
+    "multiprocessing_distributed": "hdl-train runs one process on one device",
+    "distributed": "hdl-train runs one process on one device",
+    "use_wandb": "hdl-train writes TensorBoard logs, never wandb",
+    "use_aim": "hdl-train writes TensorBoard logs, never aim",
 }
 
-# keys that must keep a fixed value here
-FIXED_VALUES = {
-    "multiprocessing_distributed": (False, "distributed training is not supported by hdl-train"),
-    "distributed": (False, "distributed training is not supported by hdl-train"),
-    "use_wandb": (False, "wandb needs a network service; TensorBoard logs are always written"),
-    "use_aim": (False, "aim is not supported; TensorBoard logs are always written"),
-}
 
 _POSITIVE_INT = ("num_train_iter", "epoch", "batch_size", "eval_batch_size", "uratio", "num_eval_iter",
                  "num_log_iter", "num_classes", "num_labels")
@@ -147,10 +144,6 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
         if key in IGNORED_KEYS:
             warnings.warn(f"config key {key!r} has no effect here ({IGNORED_KEYS[key]}); ignored", stacklevel=2)
             cfg.pop(key)
-    for key, (value, why) in FIXED_VALUES.items():
-        if key in cfg and cfg[key] != value:
-            raise ValueError(f"{key}: only {value!r} is supported ({why}), got {cfg[key]!r}")
-        cfg.pop(key, None)
 
     unknown = [k for k in cfg if k not in defaults]
     if unknown:

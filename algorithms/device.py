@@ -270,6 +270,7 @@ class DeviceMixin:
     # ------------------------------------------------------------------ checkpoints
     def get_save_dict(self):
         save_dict = super().get_save_dict()
+        save_dict["best_eval_acc"] = float(self.best_eval_acc)
         done = self.it + 1 if self._in_train_step else self.it
         save_dict["it"] = done
         # completed epochs: a resumed run continues inside an interrupted epoch

@@ -1,0 +1,52 @@
+"""Floors every semi-supervised result must clear, on the same splits as hdl-train:
+logistic regression on the labeled images alone, and scikit-learn's LabelSpreading(kernel='knn')
+on raw pixels (labeled + unlabeled), both scored on the test set.
+
+    python scripts/floors.py --dataset digits --num_labels 40 --seeds 0 1 2 [--num_val 10]
+"""
+import argparse
+import json
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.semi_supervised import LabelSpreading
+
+from hdl.data import load_dataset, make_splits
+
+
+def floors(dataset, num_labels, seed, num_val=0, data_dir=None, lb_imb_ratio=1.0, ulb_imb_ratio=1.0,
+           ulb_num_labels=None, max_unlabeled=10000):
+    d = load_dataset(dataset, data_dir)
+    s = make_splits(d.train_y, d.num_classes, num_labels, ulb_num_labels=ulb_num_labels, lb_imb_ratio=lb_imb_ratio,
+                    ulb_imb_ratio=ulb_imb_ratio, include_lb_to_ulb=False, num_val=num_val, seed=seed)
+    x = d.train_x.reshape(len(d.train_x), -1).astype(np.float32) / 255.0
+    xt = d.test_x.reshape(len(d.test_x), -1).astype(np.float32) / 255.0
+    lr = LogisticRegression(max_iter=2000).fit(x[s.lb_idx], d.train_y[s.lb_idx])
+    acc_lr = float((lr.predict(xt) == d.test_y).mean())
+    rng = np.random.default_rng(seed)
+    ulb = s.ulb_idx if len(s.ulb_idx) <= max_unlabeled else rng.choice(s.ulb_idx, max_unlabeled, replace=False)
+    idx = np.concatenate([s.lb_idx, ulb])
+    y = np.concatenate([d.train_y[s.lb_idx], -np.ones(len(ulb), np.int64)])
+    ls = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(x[idx], y)
+    acc_ls = float((ls.predict(xt) == d.test_y).mean())
+    return acc_lr, acc_ls
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--data_dir", default=None)
+    p.add_argument("--num_labels", type=int, default=40)
+    p.add_argument("--num_val", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    a = p.parse_args()
+    rows = [floors(a.dataset, a.num_labels, s, a.num_val, a.data_dir) for s in a.seeds]
+    lr, ls = np.array(rows).T
+    print(json.dumps({"dataset": a.dataset, "num_labels": a.num_labels, "seeds": a.seeds,
+                      "logreg_mean": round(float(lr.mean()), 4), "logreg_std": round(float(lr.std()), 4),
+                      "labelspreading_mean": round(float(ls.mean()), 4), "labelspreading_std": round(float(ls.std()), 4),
+                      "per_seed": [[round(u, 4), round(v, 4)] for u, v in rows]}))
+
+
+if __name__ == "__main__":
+    main()

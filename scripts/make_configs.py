@@ -1,0 +1,78 @@
+"""Write the shipped YAML configs: offline defaults (digits, Fashion-MNIST) and USB's classic-CV
+protocol for CIFAR-10/100 (WRN-28-2 / WRN-28-8, 2^20 iterations, batch 64).
+
+    python scripts/make_configs.py      # rewrites configs/{digits,fashion_mnist,classic_cv}/
+"""
+import os
+
+import yaml
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
+
+# per-algorithm keys, as in USB's published classic-CV configs
+ALG = {
+    "fixmatch": dict(hard_label=True, T=0.5, p_cutoff=0.95, ulb_loss_ratio=1.0, uratio=7),
+    "freematch": dict(hard_label=True, T=0.5, ema_p=0.999, ent_loss_ratio=0.001, use_quantile=False,
+                      clip_thresh=False, ulb_loss_ratio=1.0, uratio=7),
+    "mixmatch": dict(mixup_alpha=0.5, T=0.5, ulb_loss_ratio=75.0, unsup_warm_up=0.4, uratio=1),
+    "remixmatch": dict(mixup_alpha=0.75, T=0.5, kl_loss_ratio=0.5, ulb_loss_ratio=1.5, rot_loss_ratio=0.5,
+                       unsup_warm_up=0.015625, uratio=1),
+}
+
+COMMON = dict(optim="SGD", lr=0.03, momentum=0.9, weight_decay=0.0005, layer_decay=1.0, amp=False,
+              use_cat=True, net_from_name=False, train_sampler="RandomSampler", include_lb_to_ulb=True,
+              resume=False, overwrite=True, use_tensorboard=True, device="auto")
+
+
+def offline(alg, dataset, num_labels, img_size, net, iters, batch, uratio_scale, num_val, eval_every):
+    cfg = dict(algorithm=alg, dataset=dataset, num_classes=10, num_labels=num_labels, num_val=num_val,
+               img_size=img_size, crop_ratio=0.875, net=net, data_dir=None, num_train_iter=iters, epoch=1,
+               num_eval_iter=eval_every, num_log_iter=50, num_warmup_iter=0, batch_size=batch,
+               eval_batch_size=256, ema_m=0.99, num_workers=0, seed=0,
+               save_dir=f"./saved_models/{dataset}")
+    cfg.update(COMMON)
+    cfg.update(ALG[alg])
+    cfg["uratio"] = max(1, min(cfg["uratio"], uratio_scale)) if alg in ("fixmatch", "freematch") else cfg["uratio"]
+    if alg == "mixmatch":
+        cfg["unsup_warm_up"] = 0.1
+    return cfg
+
+
+def usb(alg, dataset, num_labels, seed=0):
+    c100 = dataset == "cifar100"
+    cfg = dict(algorithm=alg, dataset=dataset, num_classes=100 if c100 else 10, num_labels=num_labels,
+               num_val=0, img_size=32, crop_ratio=0.875, net="wrn_28_8" if c100 else "wrn_28_2",
+               data_dir="./data", num_train_iter=1048576, epoch=1024, num_eval_iter=5120, num_log_iter=256,
+               num_warmup_iter=0, batch_size=64, eval_batch_size=256, ema_m=0.999, num_workers=4, seed=seed,
+               save_dir="./saved_models/classic_cv")
+    cfg.update(COMMON)
+    cfg.update(ALG[alg])
+    cfg["resume"] = True
+    if c100:
+        cfg["weight_decay"] = 0.001
+    return cfg
+
+
+def write(path, cfg, header):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(header + "\n")
+        yaml.safe_dump(cfg, f, sort_keys=False)
+
+
+def main():
+    for alg in ALG:
+        write(os.path.join(ROOT, "digits", f"{alg}.yaml"),
+              offline(alg, "digits", 40, 8, "cnn_small", 1000, 16, 4, 10, 100),
+              f"# {alg} on scikit-learn's bundled digits (8x8 grey), 40 labels, 10 validation images per class")
+        write(os.path.join(ROOT, "fashion_mnist", f"{alg}.yaml"),
+              offline(alg, "fashion_mnist", 40, 28, "cnn_small", 3000, 32, 4, 100, 250),
+              f"# {alg} on Fashion-MNIST (apt-get install dataset-fashion-mnist), 40 labels, 100 validation images per class")
+        for ds, labels in (("cifar10", (40, 250, 4000)), ("cifar100", (400, 2500, 10000))):
+            for n in labels:
+                write(os.path.join(ROOT, "classic_cv", alg, f"{alg}_{ds}_{n}_0.yaml"), usb(alg, ds, n),
+                      f"# USB classic-CV protocol: {alg}, {ds}, {n} labels (GPU scale; data_dir holds the python-format files)")
+
+
+if __name__ == "__main__":
+    main()

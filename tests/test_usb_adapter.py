@@ -1,0 +1,192 @@
+"""USB's four base algorithms through the device layer, on CPU: train, evaluate, save, resume."""
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("semilearn")
+
+from hdl.algorithms.config import load_yaml, resolve_config  # noqa: E402
+from hdl.algorithms.registry import SUPPORTED_BASES  # noqa: E402
+from hdl.algorithms import runner  # noqa: E402
+from semilearn.core.hooks import Hook  # noqa: E402
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "digits")
+
+
+def tiny_args(alg, tmp_path, **over):
+    cfg = load_yaml(os.path.join(CONFIGS, f"{alg}.yaml"))
+    cfg.update(dict(num_train_iter=6, num_eval_iter=3, num_log_iter=3, batch_size=8, uratio=1, net="cnn_tiny",
+                    eval_batch_size=512, save_dir=str(tmp_path), device="cpu", num_val=5, seed=3))
+    cfg.update(over)
+    return resolve_config(cfg, SUPPORTED_BASES)
+
+
+class StopAt(Hook):
+    """Simulates a crash at the start of iteration ``it``, keeping a snapshot of the saved state."""
+
+    def __init__(self, it):
+        self.stop_it = it
+
+    def before_train_step(self, algorithm):
+        if algorithm.it == self.stop_it:
+            raise KeyboardInterrupt
+
+
+def flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)) and k == "param_groups":
+            for i, g in enumerate(v):
+                out.update(flatten({kk: vv for kk, vv in g.items() if kk != "params"}, f"{key}.{i}."))
+        else:
+            out[key] = v
+    return out
+
+
+def assert_same_state(a, b):
+    fa, fb = flatten(a), flatten(b)
+    assert set(fa) == set(fb), set(fa) ^ set(fb)
+    for k in fa:
+        va, vb = fa[k], fb[k]
+        if torch.is_tensor(va):
+            assert torch.equal(va.cpu(), vb.cpu()), k
+        elif k not in ("settings.resume",):
+            assert va == vb, (k, va, vb)
+
+
+@pytest.mark.parametrize("alg", SUPPORTED_BASES)
+def test_train_evaluate_save_resume(alg, tmp_path):
+    args = tiny_args(alg, tmp_path)
+    a = runner.build_algorithm(args, tb=False)
+    assert a.device == torch.device("cpu")
+    assert all(p.device.type == "cpu" for p in a.model.parameters())
+    a.register_hook(StopAt(4), "StopAt", "HIGHEST")
+    with pytest.raises(KeyboardInterrupt):
+        a.train()
+    run_dir = os.path.join(str(tmp_path), args.save_name)
+    ckpt_path = os.path.join(run_dir, "latest_model.pth")
+    assert os.path.exists(ckpt_path)
+    assert not [f for f in os.listdir(run_dir) if f.startswith(".")], "temporary checkpoint left behind"
+    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    assert saved["it"] == 3 and saved["epoch"] == 0  # 3 iterations done, inside epoch 0
+
+    # a fresh process-like rebuild resumes exactly
+    args2 = tiny_args(alg, tmp_path, resume=True)
+    b = runner.build_algorithm(args2, tb=False)
+    b.load_model(ckpt_path)
+    assert b.it == 3 and b.start_epoch == 0
+    state = b.get_save_dict()
+    state["it"] = b.it  # get_save_dict outside a step records completed iterations
+    assert_same_state(saved, state)
+    # the split was reused, not redrawn
+    np.testing.assert_array_equal(a.split_info.lb_idx, b.split_info.lb_idx)
+
+    b.train()
+    assert b.it == args.num_train_iter  # continues inside the epoch and stops exactly
+    res = b.results_dict
+    assert 0.0 <= res["best_test/top-1-acc"] <= 1.0
+    assert "final_test/balanced_acc" in res
+    final = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    assert final["it"] == args.num_train_iter
+
+
+def test_hook_state_restored_on_device(tmp_path):
+    """FreeMatch's thresholding state survives a save/load round trip tensor by tensor."""
+    args = tiny_args("freematch", tmp_path, num_train_iter=3)
+    a = runner.build_algorithm(args, tb=False)
+    a.train()
+    hook = a.hooks_dict["MaskingHook"]
+    assert not torch.allclose(hook.p_model, torch.full_like(hook.p_model, 0.1))  # it learned something
+    b = runner.build_algorithm(tiny_args("freematch", tmp_path, num_train_iter=3, resume=True), tb=False)
+    b.load_model(os.path.join(str(tmp_path), args.save_name, "latest_model.pth"))
+    for name in ("p_model", "label_hist", "time_p"):
+        got = getattr(b.hooks_dict["MaskingHook"], name)
+        assert got.device == b.device
+        assert torch.equal(got, getattr(hook, name)), name
+
+
+def test_hdl_train_and_eval_commands(tmp_path, capsys):
+    from hdl.algorithms.cli import eval_main, train_main
+
+    cfg = os.path.join(CONFIGS, "fixmatch.yaml")
+    rc = train_main(["--config", cfg, "--no-progress", "--num_train_iter", "4", "--num_eval_iter", "2",
+                     "--batch_size", "8", "--uratio", "1", "--net", "cnn_tiny", "--save_dir", str(tmp_path),
+                     "--save_name", "run", "--device", "cpu"])
+    assert rc == 0
+    run_dir = tmp_path / "run"
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["iterations"] == 4 and res["num_val"] == 10 and res["selection_on_test_set"] is False
+    assert 0 <= res["test_acc_at_best_val"] <= 1
+    assert (run_dir / "config.yaml").exists() and (run_dir / "splits.npz").exists()
+    assert any(p.name.startswith("events") for p in (run_dir / "tensorboard").iterdir())
+    out = capsys.readouterr().out
+    assert json.loads(out.strip().splitlines()[-1])["iterations"] == 4
+
+    rc = eval_main(["--run", str(run_dir), "--split", "test"])
+    assert rc == 0
+    lines = (run_dir / "predictions_test_best.csv").read_text().strip().splitlines()
+    assert len(lines) == 1 + 500  # header + digits test set
+    assert lines[0].startswith("index,label,prediction,confidence,p0")
+
+    # a second run into the same directory without resume/overwrite is refused
+    rc = train_main(["--config", cfg, "--no-progress", "--save_dir", str(tmp_path), "--save_name", "run",
+                     "--overwrite", "False", "--num_train_iter", "2"])
+    assert rc == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"algorithm": "nosuchmatch"}, "algorithm: expected one of"),
+        ({"dataset": "mnist3d"}, "dataset: expected one of"),
+        ({"lr": "fast"}, "lr: expected float"),
+        ({"num_train_iter": 0}, "num_train_iter: expected an integer >= 1"),
+        ({"p_cutof": 0.9}, "did you mean 'p_cutoff'"),
+        ({"device": "tpu"}, "device: expected"),
+        ({"ema_m": 1.5}, "ema_m: expected a number in [0, 1)"),
+        ({"optim": "Adam"}, "optim: expected one of ['SGD', 'AdamW']"),
+    ],
+)
+def test_config_errors(over, message, tmp_path):
+    cfg = load_yaml(os.path.join(CONFIGS, "fixmatch.yaml"))
+    cfg.update(over)
+    with pytest.raises(ValueError) as e:
+        resolve_config(cfg, SUPPORTED_BASES)
+    assert message in str(e.value)
+
+
+def test_usb_published_keys_accepted_with_warning(tmp_path):
+    cfg = load_yaml(os.path.join(CONFIGS, "fixmatch.yaml"))
+    cfg.update({"clip": 0.0, "dist_url": "tcp://127.0.0.1:10001", "gpu": "None", "multiprocessing_distributed": True,
+                "use_wandb": True})
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        ns = resolve_config(cfg, SUPPORTED_BASES)
+    msgs = [str(x.message) for x in w]
+    for key in ("clip", "dist_url", "gpu", "multiprocessing_distributed", "use_wandb"):
+        assert sum(f"'{key}'" in m for m in msgs) == 1, key
+    assert ns.multiprocessing_distributed is False and ns.use_wandb is False
+
+
+def test_missing_config_file_and_data_dir(tmp_path):
+    from hdl.algorithms.cli import train_main
+
+    assert train_main(["--config", str(tmp_path / "nope.yaml")]) == 2
+    args = tiny_args("fixmatch", tmp_path, dataset="fashion_mnist", data_dir=str(tmp_path / "missing"), num_classes=10)
+    with pytest.raises((ValueError, FileNotFoundError)) as e:
+        runner.build_algorithm(args, tb=False)
+    assert "missing" in str(e.value)
+
+
+def test_amp_on_cpu_is_refused(tmp_path):
+    args = tiny_args("fixmatch", tmp_path, amp=True)
+    with pytest.raises(ValueError, match="amp: True needs a CUDA device"):
+        runner.build_algorithm(args, tb=False)
