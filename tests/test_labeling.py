@@ -1,0 +1,211 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hdl.knn import knn_graph
+from hdl.labeling import DEFAULT_OPTIONS, OPTION_TABLE, choose_k, hdl_label, knn_vote, validate_options
+
+NEG = float("-inf")
+
+
+def graph(rows):
+    """rows: list of [(neighbour, sim), ...] padded with (-1, -inf) to the same width."""
+    width = max(len(r) for r in rows)
+    idx = torch.full((len(rows), width), -1, dtype=torch.int64)
+    sims = torch.full((len(rows), width), NEG)
+    for i, r in enumerate(rows):
+        for j, (n, s) in enumerate(r):
+            idx[i, j], sims[i, j] = n, s
+    return sims, idx
+
+
+def L(*v):
+    return torch.tensor(v, dtype=torch.int64)
+
+
+PLAIN = dict(class_quota=None, level_quantile=0.0)
+
+
+def test_chain_propagates_one_step_per_round():
+    # 0 (labeled) - 1 - 2 - 3: the label reaches 2 in round 2 and 3 in round 3
+    sims, idx = graph([[(1, .9), (2, .5)], [(0, .9), (2, .8)], [(1, .8), (3, .7)], [(2, .7)]])
+    res = hdl_label(sims, idx, L(0, -1, -1, -1), 2, k=2, **PLAIN)
+    assert res.labels.tolist() == [0, 0, 0, 0]
+    assert res.level.tolist() == [0, 1, 2, 3]
+    assert res.rounds == 3 and res.chosen_k == 2
+    assert res.agreement.tolist() == [1.0, 1.0, 1.0, 1.0]
+    one = hdl_label(sims, idx, L(0, -1, -1, -1), 2, k=2, max_rounds=1, **PLAIN)
+    assert one.labels.tolist() == [0, 0, -1, -1] and one.level.tolist() == [0, 1, -1, -1]
+
+
+def test_highest_level_first_and_tie_break():
+    # 2 has two labeled neighbours (m = 2), 3 has one (m = 1), 4 has none yet
+    sims, idx = graph([[(2, .5), (3, .5)], [(2, .5), (3, .5)],
+                       [(1, .8), (0, .8)], [(0, .6), (4, .5)], [(3, .5), (2, .4)]])
+    labels = L(0, 1, -1, -1, -1)
+    res = hdl_label(sims, idx, labels, 2, k=2, level_quantile=1.0, class_quota=None)
+    # round 1: only sample 2 (level 2); a 1-1 tie goes to the first listed neighbour's class (1)
+    # round 2: 3 and 4 both have one labeled neighbour (0 and 2)
+    assert res.level.tolist() == [0, 0, 1, 2, 2]
+    assert res.labels.tolist() == [0, 1, 1, 0, 1]
+    assert math.isclose(float(res.agreement[2]), 0.5)
+    # level_quantile=0 labels 2 and 3 together in round 1
+    res0 = hdl_label(sims, idx, labels, 2, k=2, **PLAIN)
+    assert res0.level.tolist() == [0, 0, 1, 1, 2]
+
+
+@pytest.mark.parametrize("weighting,expected,agree", [
+    ("uniform", 1, 2 / 3), ("cosine", 0, 0.9 / 1.5), ("cosine^gamma", 0, 0.729 / (0.729 + 2 * 0.027))])
+def test_weighting(weighting, expected, agree):
+    sims, idx = graph([[(3, 1.)], [(3, 1.)], [(3, 1.)], [(0, .9), (1, .3), (2, .3)]])
+    res = hdl_label(sims, idx, L(0, 1, 1, -1), 2, k=3, weighting=weighting, gamma=3.0, **PLAIN)
+    assert int(res.labels[3]) == expected
+    assert math.isclose(float(res.agreement[3]), agree, rel_tol=1e-5)
+
+
+def test_negative_similarities_fall_back_to_counts():
+    sims, idx = graph([[(2, 1.)], [(2, 1.)], [(0, -.2), (1, -.1)]])
+    res = hdl_label(sims, idx, L(0, 1, -1), 2, k=2, weighting="cosine", **PLAIN)
+    assert int(res.labels[2]) == 0 and math.isclose(float(res.agreement[2]), 0.5)
+
+
+def test_sentinels_and_missing_neighbours():
+    # sample 3 has no labeled neighbour and sentinels; sample 2 only one real neighbour
+    sims, idx = graph([[(2, .9)], [(2, .1)], [(0, .9)], [(-1, NEG)]])
+    sims[2, 0] = .9
+    res = hdl_label(sims, idx, L(0, 1, -1, -1), 2, k=1, **PLAIN)
+    assert res.labels.tolist() == [0, 1, 0, -1]
+    assert res.level.tolist() == [0, 0, 1, -1]
+    assert float(res.agreement[3]) == 0.0
+
+
+def test_fallbacks():
+    # 0 labeled class 0, 1 labeled class 1; sample 3 sees only 2 (unlabeled) within k=1,
+    # class 1 only at rank 2
+    sims, idx = graph([[(2, .9), (3, .1)], [(3, .5), (2, .1)], [(0, .9), (3, .2)], [(2, .6), (1, .5)]])
+    labels = L(0, 1, -1, -1)
+    none = hdl_label(sims, idx, labels, 2, k=1, fallback="none", **PLAIN)
+    assert none.labels.tolist() == [0, 1, 0, 0]  # 3 reached through 2 in round 2
+    labels = L(0, 1, -1, -1)
+    sims2, idx2 = graph([[(2, .9), (1, .1)], [(0, .1), (2, .1)], [(0, .9), (1, .1)], [(-1, NEG), (1, .5)]])
+    none = hdl_label(sims2, idx2, labels, 2, k=1, fallback="none", **PLAIN)
+    assert none.labels.tolist() == [0, 1, 0, -1]
+    exp = hdl_label(sims2, idx2, labels, 2, k=1, fallback="expand", **PLAIN)
+    assert exp.labels.tolist() == [0, 1, 0, 1] and exp.level.tolist() == [0, 0, 1, 2]
+    feats = torch.tensor([[1., 0.], [0., 1.], [1., .1], [.2, 1.]])
+    proto = hdl_label(sims2, idx2, labels, 2, k=1, fallback="prototype", feats=feats, **PLAIN)
+    assert proto.labels.tolist() == [0, 1, 0, 1] and float(proto.agreement[3]) == 0.0
+    assert proto.level.tolist() == [0, 0, 1, 2] and proto.rounds == 2
+    with pytest.raises(ValueError, match="prototype"):
+        hdl_label(sims2, idx2, labels, 2, k=1, fallback="prototype")
+
+
+def test_class_quota_spreads_rounds():
+    sims, idx = graph([[(2, .9)], [(5, .9)], [(0, .9)], [(0, .8)], [(0, .7)], [(1, .9)]])
+    labels = L(0, 1, -1, -1, -1, -1)
+    free = hdl_label(sims, idx, labels, 2, k=1, level_quantile=0.0, class_quota=None)
+    assert free.rounds == 1 and free.labels.tolist() == [0, 1, 0, 0, 0, 1]
+    # cap = ceil(0.5 * 4 selected / 2 classes) = 1 per class in round 1, then 1 per round
+    q = hdl_label(sims, idx, labels, 2, k=1, level_quantile=0.0, class_quota=0.5)
+    assert q.labels.tolist() == free.labels.tolist()
+    assert q.level.tolist() == [0, 0, 1, 2, 3, 1] and q.rounds == 3
+
+
+def test_min_agreement_leaves_unsure_samples():
+    sims, idx = graph([[(3, 1.)], [(3, 1.)], [(3, 1.)], [(0, .5), (1, .5), (2, .5)]])
+    res = hdl_label(sims, idx, L(0, 1, 1, -1), 2, k=3, min_agreement=0.7, **PLAIN)
+    assert int(res.labels[3]) == -1 and res.rounds == 0
+    res = hdl_label(sims, idx, L(0, 1, 1, -1), 2, k=3, min_agreement=0.6, **PLAIN)
+    assert int(res.labels[3]) == 1
+
+
+def test_min_votes():
+    sims, idx = graph([[(2, .9)], [(2, .9)], [(0, .9), (3, .8)], [(1, .9), (2, .5)]])
+    res = hdl_label(sims, idx, L(0, 1, -1, -1), 2, k=2, min_votes=2, **PLAIN)
+    assert res.labels.tolist() == [0, 1, -1, -1]
+
+
+def adaptive_graph():
+    # classes 0 = {0..3}, 1 = {4..7}: the 3 nearest neighbours share the label, the next 3 do not
+    rows = []
+    for i in range(8):
+        same = [j for j in range(8) if j // 4 == i // 4 and j != i]
+        other = [j for j in range(8) if j // 4 != i // 4][:3]
+        rows.append([(j, .9 - .01 * r) for r, j in enumerate(same + other)])
+    rows.append([(0, .9)] * 6)  # an unlabeled sample
+    return graph(rows), L(0, 0, 0, 0, 1, 1, 1, 1, -1)
+
+
+@pytest.mark.parametrize("delta,expected", [(0.0, 3), (0.2, 3), (0.25, 4), (0.3, 4), (0.5, 6)])
+def test_adaptive_k_agreement(delta, expected):
+    (sims, idx), labels = adaptive_graph()
+    k, scores = choose_k(sims, idx, labels, 2, "agreement", delta=delta, k_min=1, min_pairs=1)
+    assert k == expected
+    assert torch.allclose(scores, torch.tensor([1, 1, 1, 3 / 4, 3 / 5, 3 / 6]))
+    res = hdl_label(sims, idx, labels, 2, k="adaptive", delta=delta, k_min=1, min_pairs=1)
+    assert res.chosen_k == expected and res.labels[8] == 0
+    assert torch.equal(res.k_scores, scores)
+
+
+def test_adaptive_k_loo_and_undecided():
+    (sims, idx), labels = adaptive_graph()
+    k, scores = choose_k(sims, idx, labels, 2, "loo", k_min=1, min_pairs=1, weighting="uniform")
+    assert k == 6 and torch.allclose(scores, torch.ones(6))  # ties at k=6 go to the nearest
+    k, scores = choose_k(sims, idx, labels, 2, "agreement", k_min=1, min_pairs=1000)
+    assert k == 6 and torch.isnan(scores).all()  # undecided: min(10, K)
+    k, _ = choose_k(sims, idx, labels, 2, "agreement", delta=0.0, k_min=4, min_pairs=1)
+    assert k == 4  # nothing reaches 1 - delta: the best score among k >= k_min
+
+
+def test_nothing_to_label_returns_input():
+    sims, idx = graph([[(1, .9)], [(0, .9)], [(0, .5)]])
+    labels = L(0, 1, 1)
+    res = hdl_label(sims, idx, labels, 2, k=1)
+    assert torch.equal(res.labels, labels) and res.rounds == 0
+    assert res.level.tolist() == [0, 0, 0] and res.agreement.tolist() == [1, 1, 1]
+    none = hdl_label(sims, idx, L(-1, -1, -1), 2, k=1)
+    assert none.labels.tolist() == [-1, -1, -1] and none.level.tolist() == [-1, -1, -1]
+
+
+def test_k_beyond_graph_and_pool():
+    sims, idx = graph([[(1, .9)], [(0, .9)], [(0, .5)]])
+    with pytest.raises(ValueError, match="graph width"):
+        hdl_label(sims, idx, L(0, -1, -1), 2, k=2)
+    # k larger than the labeled pool is fine: 1 labeled sample, graph of width 3
+    x = F.normalize(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), dim=1)
+    s, i = knn_graph(x, 5, backend="torch")  # width 5 > N - 1: sentinel columns
+    res = hdl_label(s, i, L(1, -1, -1, -1), 2, k=5, **PLAIN)
+    assert res.labels.tolist() == [1, 1, 1, 1]
+
+
+def test_option_validation_names_the_option():
+    sims, idx = graph([[(1, .9)], [(0, .9)]])
+    labels = L(0, -1)
+    for name, bad in [("weighting", "cos"), ("level_quantile", 1.5), ("class_quota", 0),
+                      ("k", 0), ("fallback", "nearest"), ("delta", -1), ("max_rounds", 0)]:
+        with pytest.raises(ValueError, match=repr(name)):
+            hdl_label(sims, idx, labels, 2, **{name: bad})
+    with pytest.raises(TypeError, match="unknown"):
+        validate_options(alpha=0.9)
+    assert set(DEFAULT_OPTIONS) == set(OPTION_TABLE)
+    with pytest.raises(ValueError, match="labels must lie"):
+        hdl_label(sims, idx, L(0, 5), 2, k=1)
+    with pytest.raises(ValueError, match="graph_idx values"):
+        hdl_label(sims, torch.tensor([[1], [7]]), labels, 2, k=1)
+    with pytest.raises(ValueError, match="NaN"):
+        hdl_label(torch.tensor([[float("nan")], [.9]]), idx, labels, 2, k=1)
+
+
+def test_knn_vote_baseline():
+    feats = torch.tensor([[1., 0.], [0., 1.], [.9, .1], [.1, .9], [1., .05]])
+    labels = L(0, 1, -1, -1, 0)
+    res = knn_vote(feats, labels, 2, k=1, backend="torch")
+    assert res.labels.tolist() == [0, 1, 0, 1, 0] and res.level.tolist() == [0, 0, 1, 1, 0]
+    # k beyond the labeled pool: all three labeled samples vote, class 0 wins 2-1
+    res = knn_vote(feats, labels, 2, k=10, backend="torch")
+    assert res.labels.tolist() == [0, 1, 0, 0, 0]
+    assert math.isclose(float(res.agreement[3]), 2 / 3, rel_tol=1e-6)
+    same = knn_vote(feats, L(0, 1, 0, 1, 0), 2, k=3)
+    assert same.labels.tolist() == [0, 1, 0, 1, 0] and same.rounds == 0
