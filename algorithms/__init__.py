@@ -4,3 +4,4 @@
 * :func:`get_net_builder` - the project's small networks by name, else USB's.
 """
 from .registry import SUPPORTED_BASES, device_algorithm, get_net_builder  # noqa: F401
+from . import hdl_wrapper  # noqa: F401,E402  (registers hdl_fixmatch, hdl_freematch, hdl_mixmatch, hdl_remixmatch)

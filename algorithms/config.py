@@ -42,6 +42,9 @@ IGNORED_KEYS = {
 }
 
 
+# keys that take a word or a number (stored as str)
+STR_OR_INT = ("hdl_k",)
+
 _POSITIVE_INT = ("num_train_iter", "epoch", "batch_size", "eval_batch_size", "uratio", "num_eval_iter",
                  "num_log_iter", "num_classes", "num_labels")
 _NON_NEGATIVE_INT = ("num_workers", "num_warmup_iter", "num_val")
@@ -153,6 +156,9 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
             msgs.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ValueError(f"unknown config key(s): {', '.join(msgs)}")
 
+    for key in STR_OR_INT:
+        if isinstance(cfg.get(key), int) and not isinstance(cfg.get(key), bool):
+            cfg[key] = str(cfg[key])
     for key, value in cfg.items():
         if not _type_ok(value, defaults[key]):
             raise ValueError(

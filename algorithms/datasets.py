@@ -65,6 +65,7 @@ class SplitInfo:
     class_names: list
     image_shape: Tuple[int, int, int]
     num_val_flag: bool
+    embed_idx: np.ndarray
 
 
 def make_transforms(size: int, crop_ratio: float, mean, std, flip: bool, grey: bool):
@@ -139,5 +140,9 @@ def build_dataset_dict(settings: RunSettings, base_name: str, num_classes: int) 
         ev = BasicDataset(base_name, train_x[splits.val_idx], data.train_y[splits.val_idx], num_classes, val, False, None, False)
     else:
         ev = test
-    info = SplitInfo(splits, lb_idx, ulb_idx, data.train_y, list(data.class_names), (size, size, c), len(splits.val_idx) == 0)
-    return {"train_lb": lb, "train_ulb": ulb, "eval": ev, "test": test}, info
+    embed_idx = np.unique(np.concatenate([splits.lb_idx, splits.ulb_idx]))
+    # every training image of the run, evaluation transform: for re-embedding passes
+    embed = BasicDataset(base_name, train_x[embed_idx], data.train_y[embed_idx], num_classes, val, False, None, False)
+    info = SplitInfo(splits, lb_idx, ulb_idx, data.train_y, list(data.class_names), (size, size, c),
+                     len(splits.val_idx) == 0, embed_idx)
+    return {"train_lb": lb, "train_ulb": ulb, "eval": ev, "test": test, "embed": embed}, info
