@@ -301,6 +301,7 @@ class HDLMixin:
 
     def _diagnostics(self, pool_ids: torch.Tensor, res) -> Dict[str, float]:
         ulb_set = torch.unique(self._ulb_global)
+        ulb_set = ulb_set[~torch.isin(ulb_set, self._lb_global)]
         truth = self._train_y[pool_ids]
         known = truth >= 0
         out = {"hdl/pool_size": float(len(pool_ids)), "hdl/k": float(res.chosen_k), "hdl/rounds": float(res.rounds),
@@ -312,7 +313,6 @@ class HDLMixin:
             out[f"hdl/pool_class_{c}"] = float(counts[c])
         # the model's own thresholded pseudo-labels on the same unlabeled samples
         cand = ulb_set[(self._train_y[ulb_set] >= 0) & self.bank.filled[ulb_set]]
-        cand = cand[~torch.isin(cand, self._lb_global)]
         if len(cand):
             self._predict_from_raw(cand)
             thr = float(getattr(self, "p_cutoff", 0.95) or 0.95)

@@ -53,6 +53,15 @@ def usb(alg, dataset, num_labels, seed=0):
     return cfg
 
 
+def hdl(cfg, warmup, every, use="target"):
+    """The same run with HDL around the base algorithm."""
+    cfg = dict(cfg)
+    cfg["algorithm"] = "hdl_" + cfg["algorithm"]
+    cfg.update(hdl_enable=True, hdl_warmup_iter=warmup, hdl_refresh_every=every, hdl_use=use, hdl_k="adaptive",
+               hdl_k_max=50, hdl_backend="auto", hdl_embed="bank")
+    return cfg
+
+
 def write(path, cfg, header):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -65,11 +74,20 @@ def main():
         write(os.path.join(ROOT, "digits", f"{alg}.yaml"),
               offline(alg, "digits", 40, 8, "cnn_small", 1000, 16, 4, 10, 100),
               f"# {alg} on scikit-learn's bundled digits (8x8 grey), 40 labels, 10 validation images per class")
+        write(os.path.join(ROOT, "digits", f"hdl_{alg}.yaml"),
+              hdl(offline(alg, "digits", 40, 8, "cnn_small", 1000, 16, 4, 10, 100), 200, 200),
+              f"# HDL around {alg} on digits, 40 labels: pool refreshed every 200 iterations after 200")
+        write(os.path.join(ROOT, "fashion_mnist", f"hdl_{alg}.yaml"),
+              hdl(offline(alg, "fashion_mnist", 40, 28, "cnn_small", 2000, 16, 3, 100, 250), 500, 500),
+              f"# HDL around {alg} on Fashion-MNIST, 40 labels: pool refreshed every 500 iterations after 500")
         write(os.path.join(ROOT, "fashion_mnist", f"{alg}.yaml"),
-              offline(alg, "fashion_mnist", 40, 28, "cnn_small", 3000, 32, 4, 100, 250),
+              offline(alg, "fashion_mnist", 40, 28, "cnn_small", 2000, 16, 3, 100, 250),
               f"# {alg} on Fashion-MNIST (apt-get install dataset-fashion-mnist), 40 labels, 100 validation images per class")
         for ds, labels in (("cifar10", (40, 250, 4000)), ("cifar100", (400, 2500, 10000))):
             for n in labels:
+                write(os.path.join(ROOT, "classic_cv", f"hdl_{alg}", f"hdl_{alg}_{ds}_{n}_0.yaml"),
+                      hdl(usb(alg, ds, n), 5120, 1024),
+                      f"# USB classic-CV protocol with HDL: {alg}, {ds}, {n} labels, one refresh per USB epoch")
                 write(os.path.join(ROOT, "classic_cv", alg, f"{alg}_{ds}_{n}_0.yaml"), usb(alg, ds, n),
                       f"# USB classic-CV protocol: {alg}, {ds}, {n} labels (GPU scale; data_dir holds the python-format files)")
 

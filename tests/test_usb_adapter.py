@@ -190,3 +190,39 @@ def test_amp_on_cpu_is_refused(tmp_path):
     args = tiny_args("fixmatch", tmp_path, amp=True)
     with pytest.raises(ValueError, match="amp: True needs a CUDA device"):
         runner.build_algorithm(args, tb=False)
+
+
+def test_every_shipped_config_resolves():
+    import glob
+
+    import hdl.algorithms  # noqa: F401
+    from semilearn.algorithms import name2alg
+
+    files = sorted(glob.glob(os.path.join(CONFIGS, "..", "**", "*.yaml"), recursive=True))
+    assert len(files) >= 8 + 8 + 48
+    for f in files:
+        ns = resolve_config(load_yaml(f), list(name2alg.keys()))
+        assert ns.algorithm.replace("hdl_", "") in SUPPORTED_BASES, f
+
+
+@pytest.mark.parametrize("alg", ["fixmatch", "hdl_fixmatch"])
+def test_usb_protocol_cifar10_config_runs_on_generated_standin(alg, tmp_path):
+    """The GPU-scale CIFAR-10 config (WRN-28-2) runs two iterations on a stand-in in the published format."""
+    import hdl.algorithms  # noqa: F401
+    from semilearn.algorithms import name2alg
+    from tests.fakedata import write_cifar10
+
+    write_cifar10(tmp_path / "data", n_per_batch=40, n_test=10)
+    cfg = load_yaml(os.path.join(CONFIGS, "..", "classic_cv", alg, f"{alg}_cifar10_40_0.yaml"))
+    cfg.update(dict(data_dir=str(tmp_path / "data"), num_train_iter=2, epoch=1, num_eval_iter=1, num_log_iter=1,
+                    batch_size=4, uratio=1, eval_batch_size=16, num_workers=0, save_dir=str(tmp_path / "runs"),
+                    device="cpu", resume=False))
+    if alg.startswith("hdl_"):
+        cfg.update(hdl_warmup_iter=1, hdl_refresh_every=1)
+    args = resolve_config(cfg, list(name2alg.keys()))
+    a = runner.build_algorithm(args, tb=False)
+    a.train()
+    assert a.it == 2
+    assert "best_test/top-1-acc" in a.results_dict
+    if alg.startswith("hdl_"):
+        assert len(a.refresh_log) == 2
