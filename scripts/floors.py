@@ -8,10 +8,9 @@ import argparse
 import json
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.semi_supervised import LabelSpreading
 
 from hdl.data import load_dataset, make_splits
+from hdl.floors import pixel_floors
 
 
 def floors(dataset, num_labels, seed, num_val=0, data_dir=None, lb_imb_ratio=1.0, ulb_imb_ratio=1.0,
@@ -19,17 +18,9 @@ def floors(dataset, num_labels, seed, num_val=0, data_dir=None, lb_imb_ratio=1.0
     d = load_dataset(dataset, data_dir)
     s = make_splits(d.train_y, d.num_classes, num_labels, ulb_num_labels=ulb_num_labels, lb_imb_ratio=lb_imb_ratio,
                     ulb_imb_ratio=ulb_imb_ratio, include_lb_to_ulb=False, num_val=num_val, seed=seed)
-    x = d.train_x.reshape(len(d.train_x), -1).astype(np.float32) / 255.0
-    xt = d.test_x.reshape(len(d.test_x), -1).astype(np.float32) / 255.0
-    lr = LogisticRegression(max_iter=2000).fit(x[s.lb_idx], d.train_y[s.lb_idx])
-    acc_lr = float((lr.predict(xt) == d.test_y).mean())
-    rng = np.random.default_rng(seed)
-    ulb = s.ulb_idx if len(s.ulb_idx) <= max_unlabeled else rng.choice(s.ulb_idx, max_unlabeled, replace=False)
-    idx = np.concatenate([s.lb_idx, ulb])
-    y = np.concatenate([d.train_y[s.lb_idx], -np.ones(len(ulb), np.int64)])
-    ls = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(x[idx], y)
-    acc_ls = float((ls.predict(xt) == d.test_y).mean())
-    return acc_lr, acc_ls
+    f = pixel_floors(d.train_x, d.train_y, d.test_x, d.test_y, s.lb_idx, s.ulb_idx, max_unlabeled=max_unlabeled,
+                     seed=seed)
+    return f["logreg"], f["labelspreading"]
 
 
 def main():

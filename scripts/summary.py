@@ -1,0 +1,48 @@
+"""Print a finished run's test accuracy next to the floors on the same split and, for HDL runs,
+the accuracy of the HDL labels at the last refresh.
+
+    python scripts/summary.py saved_models/digits/hdl_fixmatch_digits_40_0
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import yaml
+
+from hdl.data import Splits, load_dataset
+from hdl.floors import pixel_floors
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print(__doc__)
+        return 2
+    run = argv[0]
+    with open(os.path.join(run, "results.json")) as f:
+        res = json.load(f)
+    with open(os.path.join(run, "config.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    data = load_dataset(cfg["dataset"], cfg.get("data_dir"))
+    splits = Splits.load(os.path.join(run, "splits.npz"))
+    fl = pixel_floors(data.train_x, data.train_y, data.test_x, data.test_y, splits.lb_idx, splits.ulb_idx,
+                      seed=int(cfg.get("seed", 0)))
+    print(f"{res['algorithm']} on {res['dataset']}, {res['num_labels']} labels, seed {res['seed']}, "
+          f"{res['iterations']} iterations in {res['wall_seconds']:.0f} s on {res['device']}")
+    print(f"  test accuracy at best validation : {100 * res['test_acc_at_best_val']:.1f}%")
+    print(f"  test accuracy at the end         : {100 * res['test_acc_final']:.1f}%")
+    print(f"  floor: logistic regression       : {100 * fl['logreg']:.1f}%")
+    print(f"  floor: LabelSpreading (pixels)   : {100 * fl['labelspreading']:.1f}%")
+    log = os.path.join(run, "hdl_refresh.jsonl")
+    if os.path.exists(log):
+        with open(log) as f:
+            last = [json.loads(line) for line in f if line.strip()][-1]
+        print(f"  HDL labels at the last refresh   : {100 * last['hdl/pool_acc']:.1f}% accurate on "
+              f"{100 * last['hdl/pool_coverage']:.0f}% of the unlabeled samples "
+              f"(the model's own pseudo-labels at equal coverage: {100 * last.get('hdl/logit_acc_equal_coverage', np.nan):.1f}%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
