@@ -45,6 +45,7 @@ from hdl.knn import knn_graph, resolve_backend
 from hdl.labeling import hdl_label
 
 from .device import DeviceMixin
+from .semantic_loss import SemanticLossMixin, semantic_arguments
 
 HDL_USES = ("target", "pool")
 HDL_EMBEDS = ("bank", "ema_pass")
@@ -363,11 +364,11 @@ class HDLMixin:
 
 
 def _arguments(base):
-    return list(base.get_argument()) + hdl_arguments()
+    return list(base.get_argument()) + hdl_arguments() + semantic_arguments()
 
 
 @ALGORITHMS.register("hdl_fixmatch")
-class HDLFixMatch(HDLMixin, DeviceMixin, FixMatch):
+class HDLFixMatch(HDLMixin, SemanticLossMixin, DeviceMixin, FixMatch):
     base_name = "fixmatch"
 
     def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, idx_lb=None, idx_ulb=None):
@@ -380,7 +381,7 @@ class HDLFixMatch(HDLMixin, DeviceMixin, FixMatch):
 
 
 @ALGORITHMS.register("hdl_freematch")
-class HDLFreeMatch(HDLMixin, DeviceMixin, FreeMatch):
+class HDLFreeMatch(HDLMixin, SemanticLossMixin, DeviceMixin, FreeMatch):
     base_name = "freematch"
 
     def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, idx_lb=None, idx_ulb=None):
@@ -393,7 +394,7 @@ class HDLFreeMatch(HDLMixin, DeviceMixin, FreeMatch):
 
 
 @ALGORITHMS.register("hdl_mixmatch")
-class HDLMixMatch(HDLMixin, DeviceMixin, MixMatch):
+class HDLMixMatch(HDLMixin, SemanticLossMixin, DeviceMixin, MixMatch):
     base_name = "mixmatch"
 
     def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, idx_lb=None, idx_ulb=None):
@@ -417,7 +418,7 @@ class HDLMixMatch(HDLMixin, DeviceMixin, MixMatch):
 
 
 @ALGORITHMS.register("hdl_remixmatch")
-class HDLReMixMatch(HDLMixin, DeviceMixin, ReMixMatch):
+class HDLReMixMatch(HDLMixin, SemanticLossMixin, DeviceMixin, ReMixMatch):
     base_name = "remixmatch"
 
     def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s_0, x_ulb_s_1, x_ulb_s_0_rot=None, rot_v=None,

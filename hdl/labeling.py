@@ -27,6 +27,17 @@ Votes (*ours*): ``weighting`` is ``"uniform"`` (1 per neighbour), ``"cosine"`` (
 them uniformly.  Ties: the tied class of the most similar labeled neighbour wins (graph order),
 so results are deterministic.
 
+Hierarchy-aware votes (*ours*, ``hierarchy_vote``; the winner is always a class some labeled
+neighbour voted for, and ``agreement`` stays the winner's share of the plain votes):
+
+* ``"none"`` (default): the class with the most vote weight.
+* ``"smooth"``: class score ``sum_j S[c, j] * votes_j`` for a class similarity ``S``
+  (``class_similarity`` (C, C), >= 0, e.g. :func:`hdl.sal.sal_similarity_from_hierarchy`);
+  ``S = I`` is the plain vote.  Votes for sibling classes then support each other.
+* ``"coarse_to_fine"``: pick the group with the most vote weight, then the class with the most
+  votes inside it (``class_groups`` int64 (C,) group per class, or (L, C) rows from coarse to
+  fine, applied in turn).  One group per class is the plain vote.
+
 Defaults (adaptive k with delta 0.2, cosine weights, level quantile 0.5, class quota 0.75) scored
 best on the long-tailed hierarchical mixture of ``scripts/compare_labeling.py``; the quota matters
 most there (class-balanced accuracy +14 points) and helps only with k of about 20 or more.
@@ -84,6 +95,7 @@ def _is_real(v) -> bool:
 WEIGHTINGS = ("uniform", "cosine", "cosine^gamma")
 FALLBACKS = ("none", "expand", "prototype")
 ADAPTIVE_RULES = ("agreement", "loo")
+HIERARCHY_VOTES = ("none", "smooth", "coarse_to_fine")
 
 # option -> (check, allowed values in words); the single place where options are validated
 OPTION_TABLE = {
@@ -100,6 +112,9 @@ OPTION_TABLE = {
     "delta": (lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]"),
     "k_min": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
     "min_pairs": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "hierarchy_vote": (lambda v: v in HIERARCHY_VOTES, f"one of {HIERARCHY_VOTES}"),
+    "class_similarity": (lambda v: v is None or isinstance(v, torch.Tensor), "None or a (C, C) float tensor"),
+    "class_groups": (lambda v: v is None or isinstance(v, torch.Tensor), "None or a (C,) / (L, C) int64 tensor"),
 }
 
 
@@ -158,11 +173,14 @@ def _weights(sims: torch.Tensor, valid: torch.Tensor, weighting: str, gamma: flo
     return torch.where(valid, w, torch.zeros_like(w))
 
 
-def _vote(nl: torch.Tensor, w: torch.Tensor, num_classes: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _vote(nl: torch.Tensor, w: torch.Tensor, num_classes: int, similarity: Optional[torch.Tensor] = None,
+          groups: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Weighted vote of neighbour labels ``nl`` (U, k) (-1 = not labeled) with weights ``w``.
 
     Every row must have at least one labeled neighbour.  Returns (winner int64 (U,), agreement
-    float32 (U,)).  Ties go to the tied class of the first (most similar) labeled neighbour.
+    float32 (U,) = the winner's share of the votes).  Ties go to the tied class of the first
+    (most similar) labeled neighbour.  ``similarity`` (C, C) or ``groups`` (L, C) select the
+    hierarchy-aware votes of the module docstring (at most one of them).
     """
     has = nl >= 0
     cls = nl.clamp(min=0)
@@ -175,11 +193,59 @@ def _vote(nl: torch.Tensor, w: torch.Tensor, num_classes: int) -> Tuple[torch.Te
         counts = torch.zeros_like(votes).scatter_add_(1, cls, has.float())
         votes = torch.where(flat.unsqueeze(1), counts, votes)
         total = votes.sum(dim=1)
-    best = votes.max(dim=1).values
-    tied = votes >= best.unsqueeze(1)
-    first = (has & tied.gather(1, cls)).int().argmax(dim=1)
-    winner = nl.gather(1, first.unsqueeze(1)).squeeze(1)
-    return winner, (best / total).float().clamp(0, 1)
+    cand = votes > 0
+    if similarity is not None:
+        winner = _pick(nl, has, votes @ similarity.to(votes).t(), cand)
+    elif groups is not None:
+        for g in groups.to(nl.device):  # coarse to fine: keep the candidates of the best group
+            gv = torch.zeros_like(votes).scatter_add_(1, g.expand_as(votes), torch.where(cand, votes, 0.0))
+            gwin = _pick(g[cls], has & cand.gather(1, cls), gv, gv > 0)
+            cand = cand & (g.unsqueeze(0) == gwin.unsqueeze(1))
+        winner = _pick(nl, has, votes, cand)
+    else:
+        winner = _pick(nl, has, votes, cand)
+    share = votes.gather(1, winner.unsqueeze(1)).squeeze(1) / total
+    return winner, share.float().clamp(0, 1)
+
+
+def _pick(nl: torch.Tensor, has: torch.Tensor, scores: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """Per row, the candidate with the best score; ties: the first neighbour in ``nl`` (with
+    ``has``) whose entry is a tied candidate.  Every row needs such a neighbour."""
+    masked = torch.where(cand, scores, torch.full_like(scores, float("-inf")))
+    best = masked.max(dim=1).values
+    tied = cand & (masked >= best.unsqueeze(1))
+    first = (has & tied.gather(1, nl.clamp(min=0))).int().argmax(dim=1)
+    return nl.gather(1, first.unsqueeze(1)).squeeze(1)
+
+
+def hierarchy_vote_inputs(hierarchy_vote: str, num_classes: int, class_similarity: Optional[torch.Tensor],
+                          class_groups: Optional[torch.Tensor]) -> Dict[str, Optional[torch.Tensor]]:
+    """Check the hierarchy-vote inputs; returns the ``similarity``/``groups`` arguments of the vote.
+
+    ``"smooth"`` needs ``class_similarity`` float (C, C) with finite entries >= 0; ``"coarse_to_fine"``
+    needs ``class_groups`` int64 (C,) or (L, C) (rows coarse to fine, entries in [0, C)).
+    """
+    out = {"similarity": None, "groups": None}
+    if hierarchy_vote == "smooth":
+        s = class_similarity
+        if not isinstance(s, torch.Tensor) or not torch.is_floating_point(s) or s.shape != (num_classes, num_classes):
+            raise ValueError(f"hierarchy_vote='smooth' needs class_similarity, a float tensor of shape "
+                             f"({num_classes}, {num_classes}), got {getattr(s, 'shape', type(s).__name__)}")
+        if not torch.isfinite(s).all() or (s < 0).any():
+            raise ValueError("class_similarity must be finite and >= 0")
+        out["similarity"] = s.float()
+    elif hierarchy_vote == "coarse_to_fine":
+        g = class_groups
+        if not isinstance(g, torch.Tensor) or g.dtype != torch.int64 or g.dim() not in (1, 2) \
+                or g.shape[-1] != num_classes:
+            raise ValueError(f"hierarchy_vote='coarse_to_fine' needs class_groups, an int64 tensor of shape "
+                             f"({num_classes},) or (L, {num_classes}), got "
+                             f"{getattr(g, 'shape', type(g).__name__)} {getattr(g, 'dtype', '')}")
+        if g.numel() and (g.min() < 0 or g.max() >= num_classes):
+            raise ValueError(f"class_groups entries must lie in [0, {num_classes}), got range "
+                             f"[{int(g.min())}, {int(g.max())}]")
+        out["groups"] = g.reshape(-1, num_classes)
+    return out
 
 
 def choose_k(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor,
@@ -262,7 +328,9 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
               min_votes: int = 1, min_agreement: float = 0.0, class_quota: Optional[float] = 0.75,
               max_rounds: Optional[int] = None, fallback: str = "none",
               adaptive_rule: str = "agreement", delta: float = 0.2, k_min: int = 3,
-              min_pairs: int = 20) -> LabelResult:
+              min_pairs: int = 20, hierarchy_vote: str = "none",
+              class_similarity: Optional[torch.Tensor] = None,
+              class_groups: Optional[torch.Tensor] = None) -> LabelResult:
     """Label the unlabeled samples of a kNN graph by hierarchical dynamic labeling.
 
     Args:
@@ -274,7 +342,7 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             ``adaptive_rule``, ``delta``, ``k_min``, ``min_pairs``; those four are used only then).
         feats: float (N, D) embeddings; needed only by ``fallback="prototype"``.
         weighting, gamma, level_quantile, min_votes, min_agreement, class_quota, max_rounds,
-            fallback: see the module docstring.
+            fallback, hierarchy_vote, class_similarity, class_groups: see the module docstring.
 
     Returns:
         :class:`LabelResult`.  With no unlabeled sample, or no labeled one, ``labels`` is
@@ -284,8 +352,10 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
                             min_votes=min_votes, min_agreement=min_agreement,
                             class_quota=class_quota, max_rounds=max_rounds, fallback=fallback,
                             adaptive_rule=adaptive_rule, delta=delta, k_min=k_min,
-                            min_pairs=min_pairs)
+                            min_pairs=min_pairs, hierarchy_vote=hierarchy_vote,
+                            class_similarity=class_similarity, class_groups=class_groups)
     _check_inputs(graph_sims, graph_idx, labels, num_classes)
+    hv = hierarchy_vote_inputs(hierarchy_vote, num_classes, class_similarity, class_groups)
     n, width = graph_idx.shape
     if _is_int(k) and k > width:
         raise ValueError(f"k={k} exceeds the graph width K={width}; build the graph with k >= {k}")
@@ -319,7 +389,7 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             ci = (m >= min_votes).nonzero().squeeze(1)
             if ci.numel() == 0:
                 break
-            winner, agr = _vote(nl[ci], w_k[unl[ci]], num_classes)
+            winner, agr = _vote(nl[ci], w_k[unl[ci]], num_classes, **hv)
             keep = agr >= min_agreement
             ci, winner, agr, mc = ci[keep], winner[keep], agr[keep], m[ci][keep]
             if ci.numel() == 0:

@@ -59,6 +59,29 @@ def sample_labeled(labels: np.ndarray, frac: float, seed: int) -> np.ndarray:
     return out
 
 
+def sample_per_class(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Copy of ``labels`` keeping ``min(per_class, n_c)`` random labels per class, else -1."""
+    rng = np.random.default_rng(seed + 1000)
+    out = np.full_like(labels, -1)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        out[rng.choice(members, min(per_class, members.size), replace=False)] = c
+    return out
+
+
+def long_tailed_subset(labels: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """Indices keeping ``n_0 * ratio ** (-c / (C - 1))`` samples of class c (class 0 the head)."""
+    rng = np.random.default_rng(seed + 2000)
+    classes = np.unique(labels)
+    n0 = min(int((labels == c).sum()) for c in classes)
+    keep = []
+    for i, c in enumerate(classes):
+        members = np.flatnonzero(labels == c)
+        n = max(1, int(n0 * ratio ** (-i / max(1, len(classes) - 1))))
+        keep.append(rng.choice(members, n, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
 def scores(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray):
     """(accuracy, class-balanced accuracy) of ``pred`` on ``mask``; -1 predictions are wrong."""
     p, t = pred[mask], truth[mask]
@@ -97,8 +120,8 @@ HDL_VARIANTS = {
 }
 
 
-def run_seed(feats: np.ndarray, truth: np.ndarray, frac: float, seed: int, backend: str):
-    labels = sample_labeled(truth, frac, seed)
+def run_seed(feats: np.ndarray, truth: np.ndarray, frac: float, seed: int, backend: str, per_class: int = 0):
+    labels = sample_per_class(truth, per_class, seed) if per_class else sample_labeled(truth, frac, seed)
     num_classes = int(truth.max()) + 1
     unl = labels < 0
     x = F.normalize(torch.from_numpy(feats).float(), dim=1)
@@ -126,6 +149,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--label-frac", type=float, default=0.01)
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--per-class", type=int, default=0, help="labeled samples per class (overrides --label-frac)")
+    parser.add_argument("--imbalance", type=float, default=1.0,
+                        help="with --features: keep a long-tailed subset, head/tail size ratio")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -134,14 +160,18 @@ def main(argv=None) -> None:
         if args.features:
             data = np.load(args.features)
             feats, truth = data["feats"].astype(np.float32), data["labels"].astype(np.int64)
+            if args.imbalance > 1:
+                keep = long_tailed_subset(truth, args.imbalance, seed)
+                feats, truth = feats[keep], truth[keep]
         else:
             feats, truth, _ = make_hierarchical_mixture(seed)
-        per_seed.append(run_seed(feats, truth, args.label_frac, seed, args.backend))
+        per_seed.append(run_seed(feats, truth, args.label_frac, seed, args.backend, args.per_class))
 
     names = list(per_seed[0])
     mean = {n: np.mean([r[n] for r in per_seed], axis=0) for n in names}
     src = args.features or "hierarchical Gaussian mixture (20 classes / 5 groups, imbalance 100)"
-    print(f"data: {src}; {feats.shape[0]} samples; label fraction {args.label_frac}; "
+    lab = f"{args.per_class} labels per class" if args.per_class else f"label fraction {args.label_frac}"
+    print(f"data: {src}; imbalance {args.imbalance:g}; {feats.shape[0]} samples; {lab}; "
           f"seeds {args.seeds}\n")
     print("| method | accuracy | class-balanced acc. | k (mean) | rounds (mean) | label time s |")
     print("|---|---|---|---|---|---|")

@@ -209,3 +209,74 @@ def test_knn_vote_baseline():
     assert math.isclose(float(res.agreement[3]), 2 / 3, rel_tol=1e-6)
     same = knn_vote(feats, L(0, 1, 0, 1, 0), 2, k=3)
     assert same.labels.tolist() == [0, 1, 0, 1, 0] and same.rounds == 0
+
+
+# ---------------------------------------------------------------- hierarchy-aware votes
+# classes 0, 1 are siblings (group 0); class 2 is alone (group 1)
+SIBLINGS = torch.tensor([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])
+GROUPS = L(0, 0, 1)
+
+
+def _star(neighbour_labels):
+    """Sample 0 unlabeled; its neighbours 1..n carry ``neighbour_labels`` with equal similarity."""
+    n = len(neighbour_labels)
+    rows = [[(j, 0.5) for j in range(1, n + 1)]] + [[(0, 0.5)] for _ in range(n)]
+    sims, idx = graph(rows)
+    return sims, idx, L(-1, *neighbour_labels)
+
+
+def test_smooth_vote_lets_siblings_support_each_other():
+    # votes: class 2 twice, classes 0 and 1 once each -> plain: 2; smooth: 0 -> 1 + 0.5 = 1.5,
+    # 1 -> 1.5, 2 -> 2.0: still 2.  With class 1 twice and 0 once, 2 twice: plain tie 1/2 goes to
+    # the first neighbour; smooth: 1 -> 2 + 0.5 = 2.5 beats 2 -> 2.
+    sims, idx, y = _star([2, 0, 1, 2])
+    plain = hdl_label(sims, idx, y, 3, k=4, weighting="uniform", **PLAIN)
+    smooth = hdl_label(sims, idx, y, 3, k=4, weighting="uniform", hierarchy_vote="smooth",
+                       class_similarity=SIBLINGS, **PLAIN)
+    assert plain.labels[0] == 2 and smooth.labels[0] == 2
+    sims, idx, y = _star([2, 1, 0, 2, 1])
+    plain = hdl_label(sims, idx, y, 3, k=5, weighting="uniform", **PLAIN)
+    smooth = hdl_label(sims, idx, y, 3, k=5, weighting="uniform", hierarchy_vote="smooth",
+                       class_similarity=SIBLINGS, **PLAIN)
+    assert plain.labels[0] == 2  # tie 2 : 2 goes to the first neighbour's class
+    assert smooth.labels[0] == 1
+    assert smooth.agreement[0].item() == pytest.approx(2 / 5)  # the winner's share of the plain votes
+
+
+def test_coarse_to_fine_picks_the_group_then_the_class():
+    # votes: 2, 2, 0, 1, 0 -> group 0 has 3 votes, group 1 has 2; inside group 0 class 0 (2 votes)
+    sims, idx, y = _star([2, 2, 0, 1, 0])
+    plain = hdl_label(sims, idx, y, 3, k=5, weighting="uniform", **PLAIN)
+    c2f = hdl_label(sims, idx, y, 3, k=5, weighting="uniform", hierarchy_vote="coarse_to_fine",
+                    class_groups=GROUPS, **PLAIN)
+    assert plain.labels[0] == 2  # tie 2 : 2 between classes 2 and 0, first neighbour wins
+    assert c2f.labels[0] == 0
+    assert c2f.agreement[0].item() == pytest.approx(2 / 5)
+
+
+def test_hierarchy_votes_degenerate_to_the_plain_vote():
+    torch.manual_seed(0)
+    x = F.normalize(torch.randn(60, 4), dim=1)
+    y = torch.full((60,), -1, dtype=torch.int64)
+    y[:12] = torch.arange(12) % 3
+    sims, idx = knn_graph(x, 8, backend="torch")
+    base = hdl_label(sims, idx, y, 3, k=8)
+    same = [hdl_label(sims, idx, y, 3, k=8, hierarchy_vote="smooth", class_similarity=torch.eye(3)),
+            hdl_label(sims, idx, y, 3, k=8, hierarchy_vote="coarse_to_fine", class_groups=L(0, 1, 2)),
+            hdl_label(sims, idx, y, 3, k=8, hierarchy_vote="coarse_to_fine", class_groups=L(0, 0, 0))]
+    for r in same:
+        assert torch.equal(r.labels, base.labels) and torch.equal(r.agreement, base.agreement)
+
+
+def test_hierarchy_vote_bad_inputs():
+    sims, idx, y = _star([0, 1])
+    with pytest.raises(ValueError, match="hierarchy_vote"):
+        hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="tree")
+    with pytest.raises(ValueError, match="class_similarity"):
+        hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="smooth")
+    with pytest.raises(ValueError, match="class_similarity"):
+        hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="smooth", class_similarity=torch.eye(2))
+    with pytest.raises(ValueError, match="class_groups"):
+        hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="coarse_to_fine", class_groups=torch.zeros(3))
+    with pytest.raises(ValueError, match="class_groups entries"):
+        hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="coarse_to_fine", class_groups=L(0, 0, 5))
