@@ -134,6 +134,12 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
     if alg not in algorithms:
         raise ValueError(f"algorithm: expected one of {sorted(algorithms)}, got {alg!r}")
     imb = cfg.get("imb_algorithm")
+    if imb is not None:
+        from .imbalance import check_combination
+
+        if not isinstance(imb, str):
+            raise ValueError(f"imb_algorithm: expected a name or null, got {imb!r} ({type(imb).__name__})")
+        check_combination(alg, imb)
     for key in ("dataset", "num_labels", "num_classes"):
         if key not in cfg:
             raise ValueError(f"{key}: required key missing from the config")

@@ -124,7 +124,19 @@ class HDLRefreshHook(Hook):
 
 
 class HDLMixin:
-    """HDL's state (bank, pool) and its single plug-in point per base algorithm."""
+    """HDL's state (bank, pool) and its single plug-in point per base algorithm.
+
+    A new base needs a class ``HDL<Base>(HDLMixin, SemanticLossMixin, DeviceMixin, <Base>)`` with
+    ``base_name``/``usb_base`` and, unless its unlabeled batch is ``(x_ulb_w, x_ulb_s)``, a
+    ``train_step`` with the base's signature plus ``idx_lb``/``idx_ulb`` calling ``_hdl_step``.
+    """
+
+    usb_base = None  # USB's class of the base algorithm
+
+    @classmethod
+    def get_argument(cls):
+        """The base algorithm's USB arguments, then HDL's and the semantic losses'."""
+        return list(cls.usb_base.get_argument()) + hdl_arguments() + semantic_arguments()
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
         self.hdl = HDLSettings.from_args(args)
@@ -363,43 +375,31 @@ class HDLMixin:
         return ckpt
 
 
-def _arguments(base):
-    return list(base.get_argument()) + hdl_arguments() + semantic_arguments()
+class _WeakStrongStep:
+    """``train_step`` of the bases whose unlabeled batch is ``(x_ulb_w, x_ulb_s)`` (FixMatch,
+    FreeMatch, MixMatch), with the sample indices named so USB's ``process_batch`` keeps them."""
+
+    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, idx_lb=None, idx_ulb=None):
+        kw = dict(x_lb=x_lb, y_lb=y_lb, x_ulb_w=x_ulb_w, x_ulb_s=x_ulb_s)
+        return self._hdl_step(super().train_step, idx_lb, idx_ulb, x_ulb_w, kw)
 
 
 @ALGORITHMS.register("hdl_fixmatch")
-class HDLFixMatch(HDLMixin, SemanticLossMixin, DeviceMixin, FixMatch):
+class HDLFixMatch(_WeakStrongStep, HDLMixin, SemanticLossMixin, DeviceMixin, FixMatch):
     base_name = "fixmatch"
-
-    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, idx_lb=None, idx_ulb=None):
-        kw = dict(x_lb=x_lb, y_lb=y_lb, x_ulb_w=x_ulb_w, x_ulb_s=x_ulb_s)
-        return self._hdl_step(super().train_step, idx_lb, idx_ulb, x_ulb_w, kw)
-
-    @staticmethod
-    def get_argument():
-        return _arguments(FixMatch)
+    usb_base = FixMatch
 
 
 @ALGORITHMS.register("hdl_freematch")
-class HDLFreeMatch(HDLMixin, SemanticLossMixin, DeviceMixin, FreeMatch):
+class HDLFreeMatch(_WeakStrongStep, HDLMixin, SemanticLossMixin, DeviceMixin, FreeMatch):
     base_name = "freematch"
-
-    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, idx_lb=None, idx_ulb=None):
-        kw = dict(x_lb=x_lb, y_lb=y_lb, x_ulb_w=x_ulb_w, x_ulb_s=x_ulb_s)
-        return self._hdl_step(super().train_step, idx_lb, idx_ulb, x_ulb_w, kw)
-
-    @staticmethod
-    def get_argument():
-        return _arguments(FreeMatch)
+    usb_base = FreeMatch
 
 
 @ALGORITHMS.register("hdl_mixmatch")
-class HDLMixMatch(HDLMixin, SemanticLossMixin, DeviceMixin, MixMatch):
+class HDLMixMatch(_WeakStrongStep, HDLMixin, SemanticLossMixin, DeviceMixin, MixMatch):
     base_name = "mixmatch"
-
-    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, idx_lb=None, idx_ulb=None):
-        kw = dict(x_lb=x_lb, y_lb=y_lb, x_ulb_w=x_ulb_w, x_ulb_s=x_ulb_s)
-        return self._hdl_step(super().train_step, idx_lb, idx_ulb, x_ulb_w, kw)
+    usb_base = MixMatch
 
     def compute_prob(self, logits):
         """MixMatch guesses the label from ``compute_prob`` of both unlabeled views: HDL-labeled
@@ -412,21 +412,14 @@ class HDLMixMatch(HDLMixin, SemanticLossMixin, DeviceMixin, MixMatch):
             probs[has] = F.one_hot(lab[has], probs.shape[-1]).to(probs.dtype)
         return probs
 
-    @staticmethod
-    def get_argument():
-        return _arguments(MixMatch)
-
 
 @ALGORITHMS.register("hdl_remixmatch")
 class HDLReMixMatch(HDLMixin, SemanticLossMixin, DeviceMixin, ReMixMatch):
     base_name = "remixmatch"
+    usb_base = ReMixMatch
 
     def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s_0, x_ulb_s_1, x_ulb_s_0_rot=None, rot_v=None,
                    idx_lb=None, idx_ulb=None):
         kw = dict(x_lb=x_lb, y_lb=y_lb, x_ulb_w=x_ulb_w, x_ulb_s_0=x_ulb_s_0, x_ulb_s_1=x_ulb_s_1,
                   x_ulb_s_0_rot=x_ulb_s_0_rot, rot_v=rot_v)
         return self._hdl_step(super().train_step, idx_lb, idx_ulb, x_ulb_w, kw)
-
-    @staticmethod
-    def get_argument():
-        return _arguments(ReMixMatch)

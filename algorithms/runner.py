@@ -59,15 +59,18 @@ def seed_everything(seed: int) -> None:
 
 
 def algorithm_class(args: argparse.Namespace):
-    """The class to build for ``args.algorithm``: a registered HDL algorithm or a device-aware base."""
+    """The class to build for ``args.algorithm``: a registered HDL algorithm or a device-aware base,
+    combined with USB's ``args.imb_algorithm`` when that is set (see :mod:`.imbalance`)."""
     from semilearn.algorithms import name2alg
 
     from .device import DeviceMixin
+    from .imbalance import imbalance_algorithm
 
     cls = name2alg[args.algorithm] if args.algorithm in name2alg else None
-    if cls is not None and issubclass(cls, DeviceMixin):
-        return cls
-    return device_algorithm(args.algorithm)
+    if cls is None or not issubclass(cls, DeviceMixin):
+        cls = device_algorithm(args.algorithm)
+    imb = getattr(args, "imb_algorithm", None)
+    return imbalance_algorithm(imb, cls) if imb else cls
 
 
 def make_logger(run_dir: str) -> logging.Logger:
@@ -168,36 +171,51 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
     return results
 
 
+CHECKPOINTS = {"best": "model_best.pth", "latest": "latest_model.pth"}
+
+
+def load_run(run_dir: str, checkpoint: str = "best", device: Optional[str] = None):
+    """Rebuild the algorithm of a run written by ``hdl-train`` and load ``checkpoint`` into it.
+
+    The run's ``config.yaml`` and ``splits.npz`` are reused; ``device`` overrides the run's.
+    """
+    import yaml
+    from semilearn.algorithms import name2alg
+
+    from .config import resolve_config
+
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint: expected one of {sorted(CHECKPOINTS)}, got {checkpoint!r}")
+    cfg_path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(cfg_path):
+        raise FileNotFoundError(f"run: {run_dir} has no config.yaml (is it a run directory made by hdl-train?)")
+    ckpt = os.path.join(run_dir, CHECKPOINTS[checkpoint])
+    if not os.path.isfile(ckpt):
+        raise FileNotFoundError(f"checkpoint: {ckpt} does not exist")
+    with open(cfg_path) as f:
+        cfg = yaml.safe_load(f)
+    run_dir = os.path.abspath(run_dir)
+    cfg["save_dir"], cfg["save_name"] = os.path.dirname(run_dir), os.path.basename(run_dir)
+    cfg["resume"] = True  # reuse the saved splits
+    if device is not None:
+        cfg["device"] = device
+    for k in ("multiprocessing_distributed", "distributed", "use_wandb", "use_aim"):
+        cfg.pop(k, None)
+    args = resolve_config(cfg, list(name2alg.keys()))
+    alg = build_algorithm(args, logger=None, tb=False)
+    alg.load_model(ckpt)
+    return alg
+
+
 def evaluate_run(run_dir: str, split: str = "test", checkpoint: str = "best", out: Optional[str] = None) -> Tuple[Dict[str, float], str]:
     """Evaluate a saved run on ``split`` (``test`` or ``eval``) and write per-sample predictions.
 
     Returns the metrics and the predictions CSV path (columns: index, label, prediction,
     confidence, then one probability column per class).
     """
-    import yaml
-
-    from .config import resolve_config
-    from semilearn.algorithms import name2alg
-
-    cfg_path = os.path.join(run_dir, "config.yaml")
-    if not os.path.isfile(cfg_path):
-        raise FileNotFoundError(f"--run: {run_dir} has no config.yaml (is it a run directory made by hdl-train?)")
     if split not in ("test", "eval"):
         raise ValueError(f"--split: expected 'test' or 'eval', got {split!r}")
-    if checkpoint not in ("best", "latest"):
-        raise ValueError(f"--checkpoint: expected 'best' or 'latest', got {checkpoint!r}")
-    ckpt = os.path.join(run_dir, "model_best.pth" if checkpoint == "best" else "latest_model.pth")
-    if not os.path.isfile(ckpt):
-        raise FileNotFoundError(f"--checkpoint: {ckpt} does not exist")
-    with open(cfg_path) as f:
-        cfg = yaml.safe_load(f)
-    cfg["save_dir"], cfg["save_name"] = os.path.dirname(os.path.abspath(run_dir)), os.path.basename(os.path.abspath(run_dir))
-    cfg["resume"] = True
-    for k in ("multiprocessing_distributed", "distributed", "use_wandb", "use_aim"):
-        cfg.pop(k, None)
-    args = resolve_config(cfg, list(name2alg.keys()))
-    alg = build_algorithm(args, logger=None, tb=False)
-    alg.load_model(ckpt)
+    alg = load_run(run_dir, checkpoint)
     alg.ema = EMA(alg.model, alg.ema_m)
     alg.ema.load(alg.ema_model)
     logits, y_true, _ = alg.predict(split)

@@ -130,7 +130,8 @@ def _load_embeddings(path: str):
     raise ValueError(f"--embeddings must be a .npy or .npz file, got {path!r}")
 
 
-def _parse_k(value: str):
+def parse_k(value: str):
+    """Command-line value of ``--k``: ``'adaptive'`` or an int."""
     if value == "adaptive":
         return value
     try:
@@ -147,7 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--labels", required=True, help=".npy/.csv/.txt, one int per sample, -1 = unlabeled")
     p.add_argument("--true-labels", help="optional ground truth (same formats) to report accuracy")
     p.add_argument("--out", required=True, help="output CSV: index,[file,]label,level,agreement")
-    p.add_argument("--k", type=_parse_k, default="adaptive", help="'adaptive' (default) or an int")
+    p.add_argument("--k", type=parse_k, default="adaptive", help="'adaptive' (default) or an int")
     p.add_argument("--k-max", type=int, default=50, help="graph neighbours (default 50)")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--weighting", choices=WEIGHTINGS, default=None)

@@ -1,0 +1,167 @@
+"""Relabel the training set of a saved run with HDL: EMA-model embeddings -> :func:`hdl.relabel.relabel`.
+
+Every training sample of the run (labeled and unlabeled, from the run's saved ``splits.npz``) is
+embedded with the EMA model under the evaluation transform; the labeled samples keep their
+ground-truth labels and HDL labels the rest.  Written per sample, keyed by training index.
+
+Python: ``relabel_run(run_dir, checkpoint="best", out=None, ...)``.
+Command line (console script ``hdl-relabel-run``)::
+
+    hdl-relabel-run --run DIR [--checkpoint best|latest] [--out FILE] [--k adaptive] [--k-max 50]
+                    [--backend auto] [--device cpu] [--batch-size 256]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from hdl.relabel import RelabelResult, parse_k, relabel
+
+from .runner import CHECKPOINTS, load_run  # noqa: F401  (load_run is part of this module's API)
+
+@dataclass
+class RelabelRunResult:
+    """Per training sample of the run, in increasing training index.
+
+    index: int64 (N,) training-set indices; is_labeled: bool (N,) ground-truth labeled samples;
+    true_labels: int64 (N,) (-1 where unknown); files: N file names or None; result: the
+    :class:`hdl.relabel.RelabelResult` (labels, level, agreement; its ``accuracy`` counts
+    originally unlabeled samples left at -1 as wrong); ``precision``: accuracy over the originally
+    unlabeled samples HDL did label (None without truth); ``coverage``: their share.
+    """
+
+    index: np.ndarray
+    is_labeled: np.ndarray
+    true_labels: np.ndarray
+    files: Optional[list]
+    result: RelabelResult
+    coverage: float
+    precision: Optional[float]
+
+    def summary(self) -> dict:
+        r = self.result
+        return {"samples": int(len(self.index)), "labeled": int(self.is_labeled.sum()),
+                "unlabeled": int(r.num_unlabeled), "coverage": self.coverage, "accuracy": r.accuracy,
+                "balanced_accuracy": r.balanced_accuracy, "precision": self.precision,
+                "k": int(r.chosen_k), "rounds": int(r.rounds)}
+
+
+@torch.no_grad()
+def embed_training_set(alg, batch_size: int = 256) -> Tuple[np.ndarray, torch.Tensor]:
+    """Training indices (N,) int64 and EMA-model features (N, D) float32 (CPU) of every
+    training sample of the run, evaluation transform, in increasing training index."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+    data = alg.dataset_dict["embed"]
+    index = np.asarray(alg.split_info.embed_idx, dtype=np.int64)
+    assert len(data) == len(index), (len(data), len(index))
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
+    net = alg.ema_model
+    was_training = net.training
+    net.eval()
+    feats = torch.empty(len(index), 0)
+    try:
+        for batch in loader:
+            out = net(batch["x_lb"].to(alg.device), only_feat=True).float().cpu()
+            if feats.shape[1] == 0:
+                feats = torch.empty(len(index), out.shape[1])
+            feats[batch["idx_lb"]] = out
+    finally:
+        net.train(was_training)
+    return index, feats
+
+
+def _run_setting(alg, name: str, default):
+    hdl = getattr(alg, "hdl", None)
+    return getattr(hdl, name) if hdl is not None else default
+
+
+def relabel_run(run_dir: str, checkpoint: str = "best", out: Optional[str] = None, *,
+                k: Union[str, int, None] = None, k_max: Optional[int] = None, backend: Optional[str] = None,
+                device: Optional[str] = None, batch_size: int = 256, **options: Any) -> Tuple[RelabelRunResult, str]:
+    """Relabel every training sample of a saved run and write a CSV.
+
+    ``k``/``k_max``/``backend`` default to the run's ``hdl_k``/``hdl_k_max``/``hdl_backend`` for an
+    ``hdl_*`` run, else ``"adaptive"``/50/``"auto"``; ``options`` go to :func:`hdl.labeling.hdl_label`.
+    ``out`` defaults to ``RUN/relabel_<checkpoint>.csv`` with columns ``index, [file,] split,
+    true_label, label, level, agreement`` (``split``: labeled | unlabeled; -1 = none/unknown).
+    Returns the result and the CSV path.
+    """
+    from hdl.data import load_dataset
+
+    alg = load_run(run_dir, checkpoint, device)
+    index, feats = embed_training_set(alg, batch_size)
+    info = alg.split_info
+    truth = np.asarray(info.train_y, dtype=np.int64)[index]
+    is_lb = np.isin(index, info.lb_idx)
+    given = np.where(is_lb, truth, -1)
+    k = _run_setting(alg, "k", "adaptive") if k is None else k
+    k_max = _run_setting(alg, "k_max", 50) if k_max is None else k_max
+    backend = _run_setting(alg, "backend", "auto") if backend is None else backend
+    k_max = min(k_max, max(len(index) - 1, 1))
+    known = bool((truth >= 0).all())
+    res = relabel(feats, given, truth if known else None, num_classes=alg.num_classes, k_max=k_max,
+                  backend=backend, k=k if k == "adaptive" else min(int(k), k_max), **options)
+    unl = ~is_lb
+    got = unl & (res.labels >= 0)
+    coverage = float(got.sum() / max(unl.sum(), 1))
+    precision = float((res.labels[got] == truth[got]).mean()) if known and got.any() else None
+    files = None
+    train_files = load_dataset(alg.settings.dataset, alg.settings.data_dir, download=False).train_files
+    if train_files is not None:
+        files = [str(train_files[i]) for i in index]
+    result = RelabelRunResult(index, is_lb, truth, files, res, coverage, precision)
+    out = out or os.path.join(run_dir, f"relabel_{checkpoint}.csv")
+    _write_csv(out, result)
+    return result, out
+
+
+def _write_csv(path: str, r: RelabelRunResult) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".relabel.", dir=d)
+    with os.fdopen(fd, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index"] + (["file"] if r.files is not None else [])
+                   + ["split", "true_label", "label", "level", "agreement"])
+        res = r.result
+        for i in range(len(r.index)):
+            w.writerow([int(r.index[i])] + ([r.files[i]] if r.files is not None else [])
+                       + ["labeled" if r.is_labeled[i] else "unlabeled", int(r.true_labels[i]),
+                          int(res.labels[i]), int(res.level[i]), f"{float(res.agreement[i]):.6f}"])
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="hdl-relabel-run", description="Relabel the training set of a saved "
+                                "hdl-train run with HDL on its EMA model's embeddings.")
+    p.add_argument("--run", required=True, help="run directory written by hdl-train")
+    p.add_argument("--checkpoint", default="best", choices=sorted(CHECKPOINTS), help="best (default) or latest")
+    p.add_argument("--out", default=None, help="output CSV (default RUN/relabel_<checkpoint>.csv)")
+    p.add_argument("--k", type=parse_k, default=None, help="'adaptive' or an int (default: the run's hdl_k, else adaptive)")
+    p.add_argument("--k-max", type=int, default=None, help="graph neighbours (default: the run's hdl_k_max, else 50)")
+    p.add_argument("--backend", default=None, help="auto | torch | faiss | faiss-gpu (default: the run's, else auto)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
+    p.add_argument("--batch-size", type=int, default=256)
+    a = p.parse_args(argv)
+    try:
+        result, out = relabel_run(a.run, a.checkpoint, a.out, k=a.k, k_max=a.k_max, backend=a.backend,
+                                  device=a.device, batch_size=a.batch_size)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"hdl-relabel-run: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({**result.summary(), "out": out}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
