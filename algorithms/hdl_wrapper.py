@@ -3,9 +3,14 @@
 Each class is ``HDL<Base>(HDLMixin, DeviceMixin, <Base>)``; it reuses the base algorithm's
 ``train_step`` and plugs HDL in at one point per base:
 
-* the **embedding bank** is updated from the features the base step already computed
-  (``out_dict['feat']``), addressed by global training index (a labeled image that also sits in
-  the unlabeled set is one sample);
+* the **embedding bank** holds one vector per training sample, addressed by global training index
+  (a labeled image that also sits in the unlabeled set is one sample). It is kept current from
+  the features the base step already computed (``out_dict['feat']``); with ``hdl_embed: ema_pass``
+  (the default) every refresh first re-embeds all training images with the EMA model and the
+  evaluation transform. Measured on digits (40 labels, seed 0): HDL labels 95.9% / 97.9% accurate
+  at the refreshes of iterations 200 / 400 with ``ema_pass`` against 92.5% / 95.7% from the
+  train-step features, for one extra forward pass over the training images per refresh (about 2%
+  of the compute between refreshes there). On large data sets on a CPU, ``bank`` avoids that pass;
 * every ``hdl_refresh_every`` iterations after ``hdl_warmup_iter`` the pool is recomputed from
   scratch: kNN graph of the bank -> :func:`hdl.labeling.hdl_label` -> HDL labels of the unlabeled
   samples (the ground-truth labels never change);
@@ -64,7 +69,7 @@ def hdl_arguments():
         SSL_Argument("--hdl_gt_ratio", float, 0.5, "pool mode: least share of ground truth per labeled batch"),
         SSL_Argument("--hdl_min_agreement", float, 0.0, "HDL labels below this vote agreement are not used"),
         SSL_Argument("--hdl_weight_by_agreement", str2bool, False, "target mode: mask = agreement instead of 1"),
-        SSL_Argument("--hdl_embed", str, "bank", "bank (features of the train steps) | ema_pass (re-embed with EMA)"),
+        SSL_Argument("--hdl_embed", str, "ema_pass", "ema_pass (re-embed with the EMA model) | bank (train-step features)"),
         SSL_Argument("--num_val", int, 0, "validation images per class"),
         SSL_Argument("--device", str, "auto", "auto | cpu | cuda | cuda:N"),
         SSL_Argument("--download", str2bool, False, "let torchvision download cifar/svhn/stl10"),
@@ -98,7 +103,7 @@ class HDLSettings:
         s = cls(bool(g("hdl_enable", True)), int(g("hdl_warmup_iter", 200)), int(g("hdl_refresh_every", 200)),
                 str(g("hdl_use", "target")), k, int(g("hdl_k_max", 50)), str(g("hdl_backend", "auto")),
                 float(g("hdl_gt_ratio", 0.5)), float(g("hdl_min_agreement", 0.0)),
-                bool(g("hdl_weight_by_agreement", False)), str(g("hdl_embed", "bank")))
+                bool(g("hdl_weight_by_agreement", False)), str(g("hdl_embed", "ema_pass")))
         if s.use not in HDL_USES:
             raise ValueError(f"hdl_use: expected one of {list(HDL_USES)}, got {s.use!r}")
         if s.embed not in HDL_EMBEDS:

@@ -53,12 +53,12 @@ def usb(alg, dataset, num_labels, seed=0):
     return cfg
 
 
-def hdl(cfg, warmup, every, use="target"):
+def hdl(cfg, warmup, every, use="target", embed="ema_pass"):
     """The same run with HDL around the base algorithm."""
     cfg = dict(cfg)
     cfg["algorithm"] = "hdl_" + cfg["algorithm"]
     cfg.update(hdl_enable=True, hdl_warmup_iter=warmup, hdl_refresh_every=every, hdl_use=use, hdl_k="adaptive",
-               hdl_k_max=50, hdl_backend="auto", hdl_embed="bank")
+               hdl_k_max=50, hdl_backend="auto", hdl_embed=embed)
     return cfg
 
 
@@ -78,7 +78,7 @@ def main():
               hdl(offline(alg, "digits", 40, 8, "cnn_small", 1000, 16, 4, 10, 100), 200, 200),
               f"# HDL around {alg} on digits, 40 labels: pool refreshed every 200 iterations after 200")
         write(os.path.join(ROOT, "fashion_mnist", f"hdl_{alg}.yaml"),
-              hdl(offline(alg, "fashion_mnist", 40, 28, "cnn_small", 2000, 16, 3, 100, 250), 500, 500),
+              hdl(offline(alg, "fashion_mnist", 40, 28, "cnn_small", 2000, 16, 3, 100, 250), 500, 500, embed="bank"),
               f"# HDL around {alg} on Fashion-MNIST, 40 labels: pool refreshed every 500 iterations after 500")
         write(os.path.join(ROOT, "fashion_mnist", f"{alg}.yaml"),
               offline(alg, "fashion_mnist", 40, 28, "cnn_small", 2000, 16, 3, 100, 250),
