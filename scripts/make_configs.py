@@ -1,7 +1,8 @@
-"""Write the shipped YAML configs: offline defaults (digits, Fashion-MNIST) and USB's classic-CV
-protocol for CIFAR-10/100 (WRN-28-2 / WRN-28-8, 2^20 iterations, batch 64).
+"""Write the shipped YAML configs: offline defaults (digits, Fashion-MNIST), USB's classic-CV
+protocol for CIFAR-10/100, SVHN and STL-10 (WRN-28-2 / WRN-28-8 / WRN-37-2, 2^20 iterations,
+batch 64) and USB's imbalanced protocol for CIFAR-10-LT / CIFAR-100-LT (WRN-28-2, 2^18 iterations).
 
-    python scripts/make_configs.py      # rewrites configs/{digits,fashion_mnist,classic_cv}/
+    python scripts/make_configs.py      # rewrites configs/{digits,fashion_mnist,classic_cv,classic_cv_imb}/
 """
 import os
 
@@ -38,10 +39,16 @@ def offline(alg, dataset, num_labels, img_size, net, iters, batch, uratio_scale,
     return cfg
 
 
+# USB's classic-CV networks and image sizes per data set
+USB_NET = {"cifar10": ("wrn_28_2", 32), "cifar100": ("wrn_28_8", 32), "svhn": ("wrn_28_2", 32),
+           "stl10": ("wrn_var_37_2", 96)}
+
+
 def usb(alg, dataset, num_labels, seed=0):
     c100 = dataset == "cifar100"
+    net, size = USB_NET[dataset]
     cfg = dict(algorithm=alg, dataset=dataset, num_classes=100 if c100 else 10, num_labels=num_labels,
-               num_val=0, img_size=32, crop_ratio=0.875, net="wrn_28_8" if c100 else "wrn_28_2",
+               num_val=0, img_size=size, crop_ratio=0.875, net=net,
                data_dir="./data", num_train_iter=1048576, epoch=1024, num_eval_iter=5120, num_log_iter=256,
                num_warmup_iter=0, batch_size=64, eval_batch_size=256, ema_m=0.999, num_workers=4, seed=seed,
                save_dir="./saved_models/classic_cv")
@@ -50,6 +57,22 @@ def usb(alg, dataset, num_labels, seed=0):
     cfg["resume"] = True
     if c100:
         cfg["weight_decay"] = 0.001
+    return cfg
+
+
+# USB's imbalanced protocol: (dataset, labeled head count, lb_imb_ratio, unlabeled head count, ulb_imb_ratio)
+USB_IMB = (("cifar10", 1500, 100, 3000, 100), ("cifar10", 1500, 150, 3000, 150), ("cifar10", 1500, 100, 3000, -100),
+           ("cifar100", 150, 10, 300, 10), ("cifar100", 150, 15, 300, 15))
+USB_IMB_URATIO = {"fixmatch": 2, "remixmatch": 1}
+
+
+def usb_imb(alg, dataset, lb_head, lb_ratio, ulb_head, ulb_ratio, seed=0):
+    """USB's classic_cv_imb config: WRN-28-2 for both data sets, 2^18 iterations, labeled samples
+    kept out of the unlabeled set, ``num_labels`` / ``ulb_num_labels`` the head-class counts."""
+    cfg = usb(alg, dataset, lb_head, seed)
+    cfg.update(net="wrn_28_2", num_train_iter=262144, epoch=256, num_eval_iter=1024, weight_decay=0.0005,
+               save_dir="./saved_models/classic_cv_imb", include_lb_to_ulb=False, lb_imb_ratio=lb_ratio,
+               ulb_num_labels=ulb_head, ulb_imb_ratio=ulb_ratio, uratio=USB_IMB_URATIO[alg])
     return cfg
 
 
@@ -78,7 +101,7 @@ def main():
               hdl(offline(alg, "digits", 40, 8, "cnn_small", 1000, 16, 4, 10, 100), 200, 200),
               f"# HDL around {alg} on digits, 40 labels: pool refreshed every 200 iterations after 200")
         write(os.path.join(ROOT, "fashion_mnist", f"hdl_{alg}.yaml"),
-              hdl(offline(alg, "fashion_mnist", 40, 28, "cnn_small", 2000, 16, 3, 100, 250), 500, 500, embed="bank"),
+              hdl(offline(alg, "fashion_mnist", 40, 28, "cnn_small", 2000, 16, 3, 100, 250), 500, 500),
               f"# HDL around {alg} on Fashion-MNIST, 40 labels: pool refreshed every 500 iterations after 500")
         write(os.path.join(ROOT, "fashion_mnist", f"{alg}.yaml"),
               offline(alg, "fashion_mnist", 40, 28, "cnn_small", 2000, 16, 3, 100, 250),
@@ -90,6 +113,22 @@ def main():
                       f"# USB classic-CV protocol with HDL: {alg}, {ds}, {n} labels, one refresh per USB epoch")
                 write(os.path.join(ROOT, "classic_cv", alg, f"{alg}_{ds}_{n}_0.yaml"), usb(alg, ds, n),
                       f"# USB classic-CV protocol: {alg}, {ds}, {n} labels (GPU scale; data_dir holds the python-format files)")
+        for ds, labels, files in (("svhn", (40, 250, 1000), "train_32x32.mat and test_32x32.mat"),
+                                  ("stl10", (40, 250, 1000), "stl10_binary/")):
+            for n in labels:
+                note = ("; USB also trains on the 100,000 unlabeled_X.bin images, which hdl-train does not read"
+                        if ds == "stl10" else "; USB appends extra_32x32.mat to the training set, hdl-train does not")
+                write(os.path.join(ROOT, "classic_cv", f"hdl_{alg}", f"hdl_{alg}_{ds}_{n}_0.yaml"),
+                      hdl(usb(alg, ds, n), 5120, 1024),
+                      f"# USB classic-CV protocol with HDL: {alg}, {ds}, {n} labels, one refresh per USB epoch")
+                write(os.path.join(ROOT, "classic_cv", alg, f"{alg}_{ds}_{n}_0.yaml"), usb(alg, ds, n),
+                      f"# USB classic-CV protocol: {alg}, {ds}, {n} labels (GPU scale; data_dir holds {files}{note})")
+    for alg in USB_IMB_URATIO:
+        for ds, lb, lr, ulb, ur in USB_IMB:
+            name = f"{alg}_{ds}_lb{lb}_{lr}_ulb{ulb}_{ur}_0"
+            write(os.path.join(ROOT, "classic_cv_imb", alg, f"{name}.yaml"), usb_imb(alg, ds, lb, lr, ulb, ur),
+                  f"# USB imbalanced protocol: {alg}, {ds}-LT, labeled head {lb} (imbalance {lr}), "
+                  f"unlabeled head {ulb} (imbalance {ur}); GPU scale")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,170 @@
+"""``hdl-bench``: run every cell of a benchmark grid (:mod:`.bench_grid`) with ``runner.train``,
+one after the other, then summarise the finished cells (:mod:`.bench_report`).
+
+    hdl-bench --config configs/bench/fashion_mnist_offline.yaml [--dry-run] [--only-table]
+              [--in-process] [--out-dir DIR] [--only-settings a,b] [--only-algorithms ...]
+              [--only-arms ...] [--only-seeds 0,1] [--no-progress] [--key value ...]
+
+A cell with ``results.json`` is finished and never re-run; a cell with a checkpoint
+(``latest_model.pth``) resumes from it (every cell runs with ``resume: True``). Cells run in a
+fresh ``hdl-train`` process each (``isolation: subprocess``, the default) or in this process
+(``inprocess`` / ``--in-process``). ``bench_cell.yaml`` in the run folder records the cell's
+config; a failed cell leaves ``bench_output.txt`` (subprocess) or ``bench_error.txt``
+(in-process) and is tried again by the next invocation. ``--key value`` pairs override the
+config of every cell (see :func:`.bench_grid.build_cells` for the order).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+import traceback
+import warnings
+from typing import Dict, List, Optional, Sequence
+
+import yaml
+
+from .bench_grid import (ARMS, ISOLATIONS, Cell, Grid, Setting, allowed_algorithms, build_cells, hdl_only_keys,
+                         load_grid, parse_grid, select_cells)
+from .config import parse_overrides
+
+__all__ = ["ARMS", "Cell", "Grid", "Setting", "build_cells", "hdl_only_keys", "load_grid", "main", "parse_grid",
+           "run_cell", "run_grid", "select_cells"]
+
+log = logging.getLogger("hdl.bench")
+
+
+# ----------------------------------------------------------------------------- running
+def _train_command(cell_yaml: str) -> List[str]:
+    return [sys.executable, "-m", "hdl.algorithms.cli", "--config", cell_yaml, "--no-progress"]
+
+
+def _record_config(cell: Cell) -> str:
+    """Write ``bench_cell.yaml``; warn when an earlier attempt of the cell used another config."""
+    os.makedirs(cell.run_dir, exist_ok=True)
+    path = os.path.join(cell.run_dir, "bench_cell.yaml")
+    text = yaml.safe_dump(cell.config, sort_keys=True)
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = yaml.safe_load(f) or {}
+        new = yaml.safe_load(text)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if changed:
+            log.warning("cell %s: resuming with a changed config (keys %s)", cell.key, changed)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def run_cell(cell: Cell, isolation: str = "subprocess") -> bool:
+    """Train one cell (resuming its checkpoint if any); True when ``results.json`` was written.
+
+    Failures are logged (subprocess output in ``bench_output.txt``, in-process tracebacks in
+    ``bench_error.txt``) and do not stop the grid; KeyboardInterrupt does.
+    """
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"isolation: expected one of {list(ISOLATIONS)}, got {isolation!r}")
+    cell_yaml = _record_config(cell)
+    if isolation == "subprocess":
+        with open(os.path.join(cell.run_dir, "bench_output.txt"), "a") as out:
+            rc = subprocess.call(_train_command(cell_yaml), stdout=out, stderr=subprocess.STDOUT)
+        if rc != 0:
+            log.error("cell %s failed (exit %d); see %s", cell.key, rc, os.path.join(cell.run_dir, "bench_output.txt"))
+    else:
+        from . import runner
+        from .config import resolve_config
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                args = resolve_config(cell.config, allowed_algorithms())
+            runner.train(args, progress=False)
+        except Exception:  # noqa: BLE001 - one failing cell must not stop the grid
+            with open(os.path.join(cell.run_dir, "bench_error.txt"), "w") as f:
+                f.write(traceback.format_exc())
+            log.error("cell %s failed; see %s", cell.key, os.path.join(cell.run_dir, "bench_error.txt"))
+    return cell.status() == "done"
+
+
+def run_grid(grid: Grid, cells: Sequence[Cell], isolation: Optional[str] = None, progress: bool = True) -> Dict[str, List[str]]:
+    """Run the unfinished ``cells`` one after the other; returns the keys that ran, were skipped
+    (finished before) and failed."""
+    from tqdm import tqdm
+
+    isolation = isolation or grid.isolation
+    done = [c.key for c in cells if c.status() == "done"]
+    todo = [c for c in cells if c.status() != "done"]
+    ran, failed = [], []
+    bar = tqdm(total=len(cells), initial=len(done), desc=grid.name, unit="run", dynamic_ncols=True, disable=not progress)
+    try:
+        for cell in todo:
+            bar.set_postfix_str(cell.key + (" (resuming)" if cell.status() == "partial" else ""))
+            ok = run_cell(cell, isolation)
+            (ran if ok else failed).append(cell.key)
+            bar.update(1)
+    finally:
+        bar.close()
+    return {"ran": ran, "skipped": done, "failed": failed}
+
+
+# ----------------------------------------------------------------------------- command line
+def _csv_list(value: Optional[str], cast=str):
+    if value is None:
+        return None
+    try:
+        return [cast(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"expected a comma-separated list, got {value!r}") from None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``hdl-bench``: run a grid (resumable), then write results.csv, table.md and plots."""
+    logging.basicConfig(format="[%(levelname)s] %(message)s", level=logging.INFO)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    p = argparse.ArgumentParser(prog="hdl-bench", description=main.__doc__,
+                                epilog="Extra --key value pairs override the config of every cell.")
+    p.add_argument("--config", required=True, help="grid YAML file (see hdl.algorithms.bench)")
+    p.add_argument("--dry-run", action="store_true", help="validate every cell and list them with their status")
+    p.add_argument("--only-table", action="store_true", help="run nothing; summarise the finished cells")
+    p.add_argument("--in-process", action="store_true", help="train in this process instead of one process per cell")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--out-dir", default=None, help="output folder instead of the grid's out_dir")
+    for what in ("settings", "algorithms", "arms", "seeds"):
+        p.add_argument(f"--only-{what}", default=None, help=f"comma-separated {what} to run (default: all)")
+    known, rest = p.parse_known_args(argv)
+    from . import bench_report
+
+    try:
+        grid = load_grid(known.config)
+        if known.out_dir:
+            grid = dataclasses.replace(grid, out_dir=known.out_dir)
+        cells = build_cells(grid, parse_overrides(rest))
+        chosen = select_cells(cells, _csv_list(known.only_settings), _csv_list(known.only_algorithms),
+                              _csv_list(known.only_arms), _csv_list(known.only_seeds, int))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"hdl-bench: error: {e}", file=sys.stderr)
+        return 2
+    if known.dry_run:
+        for c in chosen:
+            print(f"{c.status():8s} {c.key:50s} {c.base_config}")
+        counts = {s: sum(c.status() == s for c in chosen) for s in ("done", "partial", "todo")}
+        print(f"{len(chosen)} cells: {counts['done']} done, {counts['partial']} to resume, {counts['todo']} to run")
+        return 0
+    summary = {"ran": [], "skipped": [], "failed": []}
+    if not known.only_table:
+        try:
+            summary = run_grid(grid, chosen, "inprocess" if known.in_process else None, progress=not known.no_progress)
+        except KeyboardInterrupt:
+            print("hdl-bench: interrupted; the same command resumes the grid", file=sys.stderr)
+            return 130
+    paths = bench_report.write_report(grid, cells)
+    print(f"hdl-bench: {len(summary['ran'])} ran, {len(summary['skipped'])} already finished, "
+          f"{len(summary['failed'])} failed; table: {paths['table']}")
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""hdl-bench: grid validation, a tiny resumable grid on digits, the report files, and the GPU-scale
+SVHN / STL-10 / CIFAR-10-LT configs on generated stand-ins of the published formats."""
+import csv
+import json
+import os
+
+import pytest
+import yaml
+
+pytest.importorskip("semilearn")
+
+from hdl.algorithms import bench, bench_report  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+CONFIGS = os.path.join(ROOT, "configs")
+
+TINY = dict(num_train_iter=4, num_eval_iter=2, num_log_iter=2, batch_size=8, uratio=1, net="cnn_tiny",
+            eval_batch_size=512, device="cpu", num_val=5)
+
+
+def tiny_grid(tmp_path, **over):
+    grid = {
+        "name": "tiny",
+        "out_dir": str(tmp_path / "out"),
+        "base_config": os.path.join(CONFIGS, "digits", "{algorithm}.yaml"),
+        "algorithms": ["fixmatch", "freematch"],
+        "arms": ["base", "hdl"],
+        "seeds": [0],
+        "settings": [{"name": "digits_lt", "dataset": "digits", "num_labels": 8, "lb_imb_ratio": 2,
+                      "ulb_num_labels": 60, "ulb_imb_ratio": 2}],
+        "overrides": dict(TINY),
+        "hdl": {"hdl_warmup_iter": 2, "hdl_refresh_every": 1},
+        "isolation": "inprocess",
+    }
+    grid.update(over)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return str(path)
+
+
+def test_grid_runs_reports_resumes_and_skips_finished_cells(tmp_path, capsys):
+    from semilearn.core.hooks import Hook
+
+    from hdl.algorithms import runner
+    from hdl.algorithms.config import resolve_config
+
+    path = tiny_grid(tmp_path)
+    grid = bench.load_grid(path)
+    cells = bench.build_cells(grid)
+    assert [c.key for c in cells] == ["digits_lt/fixmatch_seed0", "digits_lt/hdl_fixmatch_seed0",
+                                      "digits_lt/freematch_seed0", "digits_lt/hdl_freematch_seed0"]
+    base, hdl = cells[0].config, cells[1].config
+    # the arms differ in the algorithm, HDL's keys and the run folder only
+    diff = {k for k in set(base) | set(hdl) if base.get(k) != hdl.get(k)}
+    assert diff == {"algorithm", "save_name", "hdl_warmup_iter", "hdl_refresh_every"}
+    assert base["lb_imb_ratio"] == 2 and base["num_train_iter"] == 4 and base["resume"] is True
+
+    # interrupt the hdl_fixmatch cell at iteration 3 (its checkpoint is from iteration 2)
+    class StopAt(Hook):
+        def before_train_step(self, algorithm):
+            if algorithm.it == 3:
+                raise KeyboardInterrupt
+
+    crashed = cells[1]
+    a = runner.build_algorithm(resolve_config(crashed.config, bench.allowed_algorithms()), tb=False)
+    a.register_hook(StopAt(), "StopAt", "HIGHEST")
+    with pytest.raises(KeyboardInterrupt):
+        a.train()
+    assert crashed.status() == "partial" and cells[0].status() == "todo"
+
+    summary = bench.run_grid(grid, cells, progress=False)
+    assert sorted(summary["ran"]) == sorted(c.key for c in cells) and not summary["failed"]
+    with open(os.path.join(crashed.run_dir, "log.txt")) as f:
+        assert "resumed from" in f.read()
+    res = json.load(open(os.path.join(crashed.run_dir, "results.json")))
+    assert res["iterations"] == 4
+    assert [r["it"] for r in bench_report.read_refreshes(crashed.run_dir)] == [2, 3, 4]  # deduplicated
+
+    paths = bench_report.write_report(grid, cells)
+    rows = list(csv.DictReader(open(paths["results"])))
+    assert len(rows) == 4 and {r["arm"] for r in rows} == {"base", "hdl"}
+    hdl_row = next(r for r in rows if r["algorithm"] == "fixmatch" and r["arm"] == "hdl")
+    assert hdl_row["hdl_refreshes"] == "3" and 0 <= float(hdl_row["hdl_pool_acc"]) <= 1
+    assert next(r for r in rows if r["arm"] == "base")["hdl_pool_acc"] == ""
+    floors = json.load(open(paths["floors"]))
+    assert len(floors) == 1  # the four cells share one split
+    (fl,) = floors.values()
+    assert 0 < fl["logreg"] <= 1 and 0 < fl["labelspreading"] <= 1 and fl["num_labeled"] == 54
+    plots = sorted(os.listdir(paths["plots"]))
+    assert plots == ["digits_lt_hdl_pool.png", "digits_lt_per_class.png", "digits_lt_val_acc.png",
+                     "digits_lt_vote_vs_logit.png"]
+    table = open(paths["table"]).read()
+    assert "| fixmatch |" in table and "| freematch |" in table and "Floors on the same splits (1 split(s))" in table
+    for p in plots:
+        assert f"(plots/{p})" in table
+    assert os.path.isfile(os.path.join(cells[0].run_dir, "predictions_test_best.csv"))
+
+    # a second invocation runs nothing and leaves the results alone
+    stamps = [os.path.getmtime(os.path.join(c.run_dir, "results.json")) for c in cells]
+    again = bench.run_grid(grid, bench.build_cells(grid), progress=False)
+    assert again["ran"] == [] and len(again["skipped"]) == 4
+    assert stamps == [os.path.getmtime(os.path.join(c.run_dir, "results.json")) for c in cells]
+    assert bench.main(["--config", path, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done ") == 4 and "4 cells: 4 done, 0 to resume, 0 to run" in out
+
+
+def test_subprocess_isolation_records_failures(tmp_path, monkeypatch):
+    """A cell whose process fails is reported, leaves its output behind and is retried next time."""
+    import sys
+
+    grid = bench.load_grid(tiny_grid(tmp_path, isolation="subprocess", algorithms=["fixmatch"], arms=["base"]))
+    cells = bench.build_cells(grid)
+    monkeypatch.setattr(bench, "_train_command", lambda cfg: [sys.executable, "-c", "print('boom'); raise SystemExit(3)"])
+    summary = bench.run_grid(grid, cells, progress=False)
+    assert summary["failed"] == ["digits_lt/fixmatch_seed0"] and summary["ran"] == []
+    assert "boom" in open(os.path.join(cells[0].run_dir, "bench_output.txt")).read()
+    recorded = yaml.safe_load(open(os.path.join(cells[0].run_dir, "bench_cell.yaml")))
+    assert recorded == yaml.safe_load(yaml.safe_dump(cells[0].config))
+
+    def fake_train(cfg):  # a process that "trains": writes results.json into the run folder
+        code = f"import os; open(os.path.join({cells[0].run_dir!r}, 'results.json'), 'w').write('{{}}')"
+        return [sys.executable, "-c", code]
+
+    monkeypatch.setattr(bench, "_train_command", fake_train)
+    assert bench.run_grid(grid, cells, progress=False)["ran"] == ["digits_lt/fixmatch_seed0"]
+
+
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"algorithms": ["fixmatch", "simmatch"]}, "algorithms: expected values from"),
+        ({"arms": ["hdl", "hdl"]}, "arms: duplicate entries"),
+        ({"seeds": []}, "seeds: expected a non-empty list"),
+        ({"seeds": [0, -1]}, "seeds: expected an integer >= 0"),
+        ({"isolation": "threads"}, "isolation: expected one of ['subprocess', 'inprocess']"),
+        ({"overide": {}}, "did you mean 'overrides'"),
+        ({"overrides": {"seed": 3}}, "overrides: ['seed'] are set by the grid"),
+        ({"per_algorithm_overrides": {"remixmatch": {"lr": 0.1}}}, "per_algorithm_overrides: ['remixmatch'] are not in"),
+        ({"settings": [{"dataset": "digits"}]}, "settings[0].num_labels: required key missing"),
+        ({"settings": [{"dataset": "mnist", "num_labels": 40}]}, "settings[0].dataset: expected one of"),
+        ({"settings": [{"dataset": "digits", "num_labels": 40, "ulb_imb_ratio": 10}]},
+         "settings[0].ulb_num_labels: required when ulb_imb_ratio != 1"),
+        ({"settings": [{"dataset": "digits", "num_labels": 40, "lb_imb_ratio": 0.5}]},
+         "settings[0].lb_imb_ratio: expected a number with |value| >= 1"),
+        ({"settings": [{"dataset": "digits", "num_labels": 40}, {"dataset": "digits", "num_labels": 40}]},
+         "settings: names must be unique, ['digits_40'] repeat"),
+        ({"settings": [{"dataset": "digits", "num_labels": 40, "num_label": 3}]}, "did you mean 'num_labels'"),
+        ({"base_config": None}, "base_config: required at the top of the grid or in every setting"),
+        ({"floors": "yes"}, "floors: expected true or false"),
+    ],
+)
+def test_grid_validation_errors(over, message, tmp_path):
+    with pytest.raises(ValueError) as e:
+        bench.load_grid(tiny_grid(tmp_path, **over))
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"hdl": {"lr": 0.1}}, "hdl: ['lr'] are not HDL keys of hdl_fixmatch"),
+        ({"overrides": {"p_cutof": 0.9}}, "cell digits_lt/fixmatch_seed0"),
+        ({"overrides": {"p_cutof": 0.9}}, "did you mean 'p_cutoff'"),
+        ({"base_config": os.path.join(CONFIGS, "digits", "fixmatch.yaml")}, "is for algorithm 'fixmatch', expected 'freematch'"),
+        ({"base_config": os.path.join(CONFIGS, "digits", "hdl_{algorithm}.yaml")}, "is for algorithm 'hdl_fixmatch'"),
+        ({"base_config": "{algo}.yaml"}, "base_config: cannot fill '{algo}.yaml'"),
+    ],
+)
+def test_cell_validation_errors(over, message, tmp_path):
+    grid = bench.load_grid(tiny_grid(tmp_path, **over))
+    with pytest.raises(ValueError) as e:
+        bench.build_cells(grid)
+    assert message in str(e.value)
+
+
+def test_base_config_with_hdl_keys_is_refused(tmp_path):
+    cfg = yaml.safe_load(open(os.path.join(CONFIGS, "digits", "hdl_fixmatch.yaml")))
+    cfg["algorithm"] = "fixmatch"
+    (tmp_path / "fixmatch.yaml").write_text(yaml.safe_dump(cfg))
+    grid = bench.load_grid(tiny_grid(tmp_path, algorithms=["fixmatch"], base_config="{algorithm}.yaml"))
+    with pytest.raises(ValueError, match=r"holds HDL keys \['hdl_backend'"):
+        bench.build_cells(grid)
+
+
+def test_hdl_keys_in_overrides_go_to_the_hdl_arm_only(tmp_path):
+    grid = bench.load_grid(tiny_grid(tmp_path, algorithms=["fixmatch"], hdl={}))
+    base, hdl = bench.build_cells(grid, {"hdl_k_max": 7, "lr": 0.01})
+    assert "hdl_k_max" not in base.config and hdl.config["hdl_k_max"] == 7
+    assert base.config["lr"] == hdl.config["lr"] == 0.01
+    assert bench.main(["--config", tiny_grid(tmp_path), "--only-arms", "both", "--dry-run"]) == 2
+
+
+def test_shipped_bench_grids_resolve():
+    expect = {"fashion_mnist_offline.yaml": 96, "cifar10_lt.yaml": 36, "cifar100_lt.yaml": 24, "usb_classic.yaml": 144}
+    for name, n in expect.items():
+        grid = bench.load_grid(os.path.join(CONFIGS, "bench", name))
+        cells = bench.build_cells(grid)
+        assert len(cells) == n, name
+        for c in cells:
+            if c.arm == "hdl":  # at least 3 refreshes in every run
+                cfg = c.config
+                assert (cfg["num_train_iter"] - cfg["hdl_warmup_iter"]) // cfg["hdl_refresh_every"] + 1 >= 3, c.key
+    lt = bench.build_cells(bench.load_grid(os.path.join(CONFIGS, "bench", "cifar10_lt.yaml")))
+    fix = next(c.config for c in lt if c.key == "cifar10_lt_100_rev/fixmatch_seed0")
+    assert (fix["num_train_iter"], fix["uratio"], fix["net"], fix["ulb_imb_ratio"]) == (262144, 2, "wrn_28_2", -100)
+    remix = next(c.config for c in lt if c.key == "cifar10_lt_150/hdl_remixmatch_seed1")
+    assert (remix["uratio"], remix["lb_imb_ratio"], remix["include_lb_to_ulb"]) == (1, 150, False)
+
+
+@pytest.mark.parametrize("config, writer", [("fixmatch/fixmatch_svhn_40_0.yaml", "svhn"),
+                                            ("hdl_fixmatch/hdl_fixmatch_stl10_40_0.yaml", "stl10")])
+def test_usb_protocol_svhn_stl10_configs_run_on_generated_standins(config, writer, tmp_path):
+    """The GPU-scale SVHN (WRN-28-2) and STL-10 (WRN-37-2, 96x96) configs run two iterations."""
+    from semilearn.algorithms import name2alg
+
+    from hdl.algorithms import runner
+    from hdl.algorithms.config import load_yaml, resolve_config
+    from tests.fakedata import write_stl10, write_svhn
+
+    data = tmp_path / "data"
+    if writer == "svhn":
+        write_svhn(data, n_train=60, n_test=6)
+    else:
+        write_stl10(data, n_train=60, n_test=6, n_unlabeled=2)  # random labels: >= 2 per class here
+    cfg = load_yaml(os.path.join(CONFIGS, "classic_cv", config))
+    cfg.update(dict(data_dir=str(data), num_labels=20, num_train_iter=2, epoch=1, num_eval_iter=1, num_log_iter=1, batch_size=2,
+                    uratio=1, eval_batch_size=8, num_workers=0, save_dir=str(tmp_path / "runs"), device="cpu",
+                    resume=False))
+    if cfg["algorithm"].startswith("hdl_"):
+        cfg.update(hdl_warmup_iter=1, hdl_refresh_every=1)
+    args = resolve_config(cfg, list(name2alg.keys()))
+    a = runner.build_algorithm(args, tb=False)
+    a.train()
+    assert a.it == 2 and "best_test/top-1-acc" in a.results_dict
+    if cfg["algorithm"].startswith("hdl_"):
+        assert len(a.refresh_log) == 2
+
+
+def test_cifar10_lt_grid_cell_runs_on_generated_standin(tmp_path):
+    from tests.fakedata import write_cifar10
+
+    write_cifar10(tmp_path / "data", n_per_batch=40, n_test=10)
+    out = tmp_path / "bench"
+    rc = bench.main(["--config", os.path.join(CONFIGS, "bench", "cifar10_lt.yaml"), "--in-process", "--no-progress",
+                     "--out-dir", str(out), "--only-settings", "cifar10_lt_100", "--only-algorithms", "fixmatch",
+                     "--only-arms", "hdl", "--only-seeds", "0", "--data_dir", str(tmp_path / "data"),
+                     "--num_labels", "4", "--ulb_num_labels", "8", "--num_train_iter", "2", "--epoch", "1",
+                     "--num_eval_iter", "1", "--num_log_iter", "1", "--batch_size", "2", "--uratio", "1",
+                     "--eval_batch_size", "16", "--num_workers", "0", "--device", "cpu",
+                     "--hdl_warmup_iter", "1", "--hdl_refresh_every", "1"])
+    assert rc == 0
+    run = out / "runs" / "cifar10_lt_100" / "hdl_fixmatch_seed0"
+    res = json.loads((run / "results.json").read_text())
+    assert res["iterations"] == 2 and res["settings"]["lb_imb_ratio"] == 100
+    assert res["settings"]["net"] == "wrn_28_2" and res["settings"]["include_lb_to_ulb"] is False
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 1 and rows[0]["hdl_refreshes"] == "2"
+    assert (out / "plots" / "cifar10_lt_100_per_class.png").is_file()
+    assert "1 of 36 runs finished" in (out / "table.md").read_text()
