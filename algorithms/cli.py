@@ -11,6 +11,7 @@ from typing import List, Optional
 
 def _setup_logging() -> None:
     logging.basicConfig(format="[%(levelname)s] %(message)s", level=logging.INFO)
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its CPU-feature probing is not news
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*GradScaler.*")
     warnings.filterwarnings("ignore", message=".*torch.cuda.amp.*")
