@@ -1,6 +1,6 @@
 """Device layer: run USB's algorithms on CPU or one CUDA GPU without editing semilearn.
 
-USB hard-codes ``.cuda()`` in ``process_batch``, ``evaluate`` and some ``load_model`` methods,
+USB hard-codes CUDA device calls in ``process_batch``, ``evaluate`` and some ``load_model`` methods,
 times steps with CUDA events, and moves the model with ``send_model_cuda``.  ``DeviceMixin``
 overrides exactly those places; it goes first in the bases of a USB algorithm class::
 
@@ -299,7 +299,7 @@ class DeviceMixin:
     def load_model(self, load_path):
         """Restore weights, EMA, optimizer, scheduler, iteration and every hook's tensors.
 
-        Uses the generic base loader (the FreeMatch/ReMixMatch loaders hard-code ``.cuda()``)
+        Uses the generic base loader (the FreeMatch/ReMixMatch loaders hard-code CUDA device moves)
         and then puts each saved hook tensor back on ``self.device``.
         """
         if not os.path.isfile(load_path):

@@ -6,7 +6,7 @@ base is the device-aware class (``Device<Base>`` or ``HDL<Base>``), so the metho
     ImbalanceMixin, [per-algorithm fix], <Imb>, ImbAlgorithmBase, [HDLMixin], DeviceMixin, <Base>, AlgorithmBase
 
 The imbalance classes' ``process_batch``/``evaluate``/``load_model`` call ``super()``, so the
-device layer still does the work (batches and hook state on ``self.device``, no ``.cuda()``), and
+device layer still does the work (batches and hook state on ``self.device``, no hard-coded CUDA calls), and
 their ``process_batch`` filters a batch by the next ``train_step`` in that order (the HDL step,
 which names ``idx_lb``/``idx_ulb``).  As in USB, ``ImbAlgorithmBase.set_optimizer`` builds the
 optimizer without a learning-rate scheduler.
@@ -55,11 +55,11 @@ BASE_REASONS: Dict[Tuple[str, str], str] = {
 UNSUPPORTED_REASONS: Dict[str, str] = {
     "adsh": "asserts args.algorithm == 'fixmatch' (so no hdl_* base) and scores the unlabeled set through its "
             "own loader outside the device layer",
-    "cossl": "hard-codes .cuda() and DataParallel's .module throughout",
-    "crest": "hard-codes .cuda(), moves the model with send_model_cuda and rebuilds the datasets with USB's get_dataset",
-    "darp": "hard-codes .cuda() in its pseudo-label refinement",
-    "saw": "hard-codes .cuda() for its class weights",
-    "tras": "asserts args.algorithm == 'fixmatch' (so no hdl_* base) and hard-codes .cuda()",
+    "cossl": "hard-codes CUDA calls and DataParallel's .module throughout",
+    "crest": "hard-codes CUDA calls, moves the model with send_model_cuda and rebuilds the datasets with USB's get_dataset",
+    "darp": "hard-codes CUDA calls in its pseudo-label refinement",
+    "saw": "hard-codes CUDA calls for its class weights",
+    "tras": "asserts args.algorithm == 'fixmatch' (so no hdl_* base) and hard-codes CUDA calls",
 }
 
 _CACHE: Dict[Tuple[str, type], Type] = {}
