@@ -165,6 +165,7 @@ class HDLMixin:
         self.logit_pred = torch.full((n,), -1, dtype=torch.long)
         self.logit_conf = torch.zeros(n, dtype=torch.float32)
         self._backend = None
+        self._pool_nonempty = False  # set at each refresh / load: the step reads it, never the pool
 
     # ------------------------------------------------------------------ hooks
     def set_hooks(self):
@@ -178,7 +179,7 @@ class HDLMixin:
 
     @property
     def hdl_active(self) -> bool:
-        return self.hdl.enable and bool((self.pool_label >= 0).any())
+        return self.hdl.enable and self._pool_nonempty
 
     # ------------------------------------------------------------------ per step
     def _hdl_step(self, base_step, idx_lb, idx_ulb, x_ulb_w, kw: Dict[str, torch.Tensor]):
@@ -221,20 +222,23 @@ class HDLMixin:
 
     @torch.no_grad()
     def _update_bank(self, feat: Dict[str, Any], idx_lb, idx_ulb, keep: Optional[int] = None):
-        """Store this step's features; ``keep``: only the first rows of the labeled batch are
-        ground-truth samples (pool mode)."""
+        """Store this step's features: the unlabeled weak-view features for the logit diagnostics
+        and, with ``hdl_embed: bank``, the bank (with ``ema_pass`` each refresh rewrites the whole
+        bank, so per-step writes would be wasted).  ``keep``: only the first rows of the labeled
+        batch are ground-truth samples (pool mode)."""
         if not isinstance(feat, dict):
             return
         fl = feat.get("x_lb")
-        if idx_lb is not None and torch.is_tensor(fl) and fl.shape[0] == idx_lb.shape[0]:
+        if self.hdl.embed == "bank" and idx_lb is not None and torch.is_tensor(fl) and fl.shape[0] == idx_lb.shape[0]:
             n = idx_lb.shape[0] if keep is None else keep
             self.bank.update(self._lb_global[idx_lb[:n].cpu()], fl[:n].detach().float().cpu())
         fw = feat.get("x_ulb_w")
         if idx_ulb is not None and torch.is_tensor(fw) and fw.shape[0] == idx_ulb.shape[0]:
             g = self._ulb_global[idx_ulb.cpu()]
             fw = fw.detach().float().cpu()
-            self.bank.update(g, fw)
-            self.raw_feat[g] = fw
+            self.raw_feat[g] = fw  # the logit diagnostics use these in both embedding modes
+            if self.hdl.embed == "bank":
+                self.bank.update(g, fw)
 
     @torch.no_grad()
     def _predict_from_raw(self, ids: torch.Tensor) -> None:
@@ -301,6 +305,10 @@ class HDLMixin:
         new = (res.labels >= 0) & ~lb_in
         self.pool_label[ids[new]] = res.labels[new]
         self.pool_agreement[ids[new]] = res.agreement[new].float()
+        self._pool_nonempty = bool(new.any())
+        if hasattr(self, "after_refresh"):
+            labels[new] = res.labels[new]
+            self.after_refresh(ids, idx, labels)
         stats = self._diagnostics(ids[new], res)
         stats["hdl/refresh_sec"] = time.perf_counter() - t0
         self.print_fn("HDL refresh at it %d: %s" % (self.it + 1, json.dumps(
@@ -377,6 +385,7 @@ class HDLMixin:
             self.bank.load_state_dict(h["bank"])
             for name in ("pool_label", "pool_agreement", "raw_feat", "logit_pred", "logit_conf"):
                 getattr(self, name).copy_(h[name])
+            self._pool_nonempty = bool((self.pool_label >= 0).any())
         return ckpt
 
 

@@ -35,10 +35,9 @@ use ``consistency_loss``); every other call passes through unchanged.  A step wi
 raises RuntimeError.
 
 PMI co-occurrence: the targets start as the PMI of a diagonal co-occurrence (one-hot
-embeddings).  On HDL's refresh schedule (``hdl_warmup_iter``/``hdl_refresh_every``, right after
-HDL's refresh) they are rebuilt from class co-occurrence inside the ``pmi_k``-nearest-neighbour
-sets of HDL's embedding bank, counting pairs of samples with a ground-truth or HDL-pool label; if
-the pool is empty (no refresh yet) only the labeled samples' bank features are used.  The new
+embeddings).  At every HDL refresh they are rebuilt from class co-occurrence inside the first
+``pmi_k`` neighbours of the kNN graph that refresh just built (no second search), counting pairs
+of samples that both carry a ground-truth or new HDL-pool label.  The new
 embedding is rotated onto the previous one (orthogonal Procrustes: same cosines, so the same
 targets up to rotation) so the head does not chase arbitrary eigenvector signs.  With
 ``hdl_enable: False`` the bank stays empty and the targets stay one-hot.
@@ -66,11 +65,9 @@ import torch
 import torch.nn as nn
 
 from semilearn.algorithms.utils import SSL_Argument
-from semilearn.core.hooks import Hook
 
 from hdl.hace import hace_aggregation_matrix, hace_loss, hace_node_targets, hace_target_matrix
 from hdl.hierarchy import Hierarchy, load_hierarchy, shipped_trees
-from hdl.knn import knn_graph, resolve_backend
 from hdl.pmi import cooccurrence_from_knn, pmi_embeddings, pmi_loss, pmi_targets, ppmi
 from hdl.sal import sal_similarity_from_hierarchy, sal_similarity_from_vectors, sal_targets
 from hdl.severity import mistake_severity
@@ -264,13 +261,6 @@ def sal_target_fn(q: torch.Tensor) -> Callable:
     return fn
 
 
-class PMIRefreshHook(Hook):
-    """Rebuilds the PMI targets on HDL's refresh schedule (registered right after HDL's refresh)."""
-
-    def after_train_step(self, algorithm):
-        algorithm.maybe_refresh_pmi()
-
-
 # ---------------------------------------------------------------------- mixin
 class SemanticLossMixin:
     """Semantic supervised losses and severity metrics (see the module docstring)."""
@@ -335,15 +325,6 @@ class SemanticLossMixin:
         ema_model.add_module(HEAD_NAME, copy.deepcopy(head))
         return ema_model
 
-    def set_hooks(self):
-        super().set_hooks()
-        if self.semantic.loss == "pmi":
-            self.register_hook(PMIRefreshHook(), "PMIRefreshHook", "HIGH")
-            hook = self._hooks.pop(next(i for i, h in enumerate(self._hooks) if h.name == "PMIRefreshHook"))
-            at = next(i for i, h in enumerate(self._hooks) if h.name == "EMAHook") + 1
-            self._hooks.insert(at, hook)  # HDL's refresh hook is inserted at the same place later: it runs first
-            self.hooks_dict = type(self.hooks_dict)((h.name, h) for h in self._hooks)
-
     # ------------------------------------------------------------------ step
     def train_step(self, *args, **kwargs):
         tap = self._sem_tap
@@ -380,31 +361,25 @@ class SemanticLossMixin:
         return out_dict, log_dict
 
     # ------------------------------------------------------------------ PMI targets
-    def maybe_refresh_pmi(self):
-        hdl = getattr(self, "hdl", None)
-        if hdl is None or not hdl.enable:
-            return
-        done = self.it + 1
-        if done < hdl.warmup_iter or (done - hdl.warmup_iter) % hdl.refresh_every != 0:
-            return
-        self.refresh_pmi()
+    @torch.no_grad()
+    def after_refresh(self, ids: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor) -> None:
+        """Called by HDL's refresh with the graph it just built (no second kNN search).
+
+        ids: int64 (M,) bank indices of the graph's rows; graph_idx: int64 (M, K) neighbour rows
+        (-1 = missing); labels: int64 (M,) ground truth and the new pool labels, -1 elsewhere.
+        """
+        if self.semantic.loss == "pmi":
+            self.refresh_pmi(graph_idx, labels)
 
     @torch.no_grad()
-    def refresh_pmi(self) -> Dict[str, float]:
-        """Rebuild ``model.semantic_head.embedding`` from kNN co-occurrence in HDL's bank."""
-        is_lb = torch.zeros(self.bank.num_samples, dtype=torch.bool)
-        is_lb[self._lb_global] = True
-        labels = torch.where(is_lb, self._train_y, self.pool_label)
-        pool_empty = not bool((self.pool_label >= 0).any())
-        use = self.bank.filled & (is_lb if pool_empty else labels >= 0)
-        ids = torch.nonzero(use).flatten()
-        stats = {"semantic/pmi_samples": float(len(ids)), "semantic/pmi_labeled_only": float(pool_empty)}
-        if len(ids) >= 2:
-            k = min(self.semantic.pmi_k, len(ids) - 1)
-            backend = getattr(self, "_backend", None) or resolve_backend(self.hdl.backend, self.bank.device)
-            _, idx = knn_graph(self.bank.features()[ids], k, backend=backend)
+    def refresh_pmi(self, graph_idx: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
+        """Rebuild ``model.semantic_head.embedding`` from the class co-occurrence among the first
+        ``pmi_k`` neighbours of HDL's refresh graph (pairs count where both ends are labeled)."""
+        k = min(self.semantic.pmi_k, graph_idx.shape[1])
+        stats = {"semantic/pmi_samples": float((labels >= 0).sum())}
+        if k >= 1 and int((labels >= 0).sum()) >= 2:
             head = getattr(self.model, HEAD_NAME)
-            e = pmi_embedding_from_graph(idx, labels[ids], self.num_classes, head.embedding)
+            e = pmi_embedding_from_graph(graph_idx[:, :k], labels, self.num_classes, head.embedding)
             for m in (self.model, self.ema_model):
                 getattr(m, HEAD_NAME).embedding.copy_(e.to(head.embedding.device))
             stats["semantic/pmi_rank"] = float((e.abs().sum(dim=0) > 0).sum())

@@ -61,8 +61,13 @@ def test_exactly_the_base_losses_before_warmup_and_when_disabled(base, tmp_path)
     early, a = run_losses(make_args(base, tmp_path, "early", algorithm=f"hdl_{base}", hdl_warmup_iter=1000))
     assert len(ref) == 20
     assert ref == off
+    early_bank, b = run_losses(make_args(base, tmp_path, "early_bank", algorithm=f"hdl_{base}", hdl_warmup_iter=1000,
+                                         hdl_embed="bank"))
     assert ref == early
-    assert a.bank.num_filled > 0  # the bank was fed from the base's own features meanwhile
+    assert ref == early_bank
+    assert b.bank.num_filled > 0  # the bank was fed from the base's own features meanwhile
+    assert a.bank.num_filled == 0  # ema_pass: the refresh embeds everything, the steps write no bank
+    assert (a.raw_feat.abs().sum(dim=1) > 0).any()  # ...but keep the features for the logit diagnostics
 
 
 @pytest.mark.parametrize("base", BASES)
