@@ -82,6 +82,24 @@ def make_transforms(size: int, crop_ratio: float, mean, std, flip: bool, grey: b
     return weak, strong, val
 
 
+def channel_stats(x: np.ndarray, chunk: int = 4096) -> Tuple[tuple, tuple]:
+    """Per-channel mean and std (floor 1e-3) of uint8 images (N, H, W, C), scaled to [0, 1].
+
+    Accumulated over chunks of images, so no float copy of the whole set is made.
+    """
+    c = x.shape[-1]
+    total = np.zeros(c)
+    total_sq = np.zeros(c)
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk].reshape(-1, c).astype(np.float64)
+        total += part.sum(axis=0)
+        total_sq += np.square(part).sum(axis=0)
+    n = x.size // c
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - mean ** 2, 0.0))
+    return tuple((mean / 255.0).tolist()), tuple(np.maximum(std / 255.0, 1e-3).tolist())
+
+
 def _pil_array(x: np.ndarray) -> np.ndarray:
     """(N, H, W, C) uint8 -> what ``Image.fromarray`` takes: (N, H, W) for grey."""
     return x[..., 0] if x.shape[-1] == 1 else x
@@ -119,9 +137,7 @@ def build_dataset_dict(settings: RunSettings, base_name: str, num_classes: int) 
     splits = load_or_make_splits(settings, data.train_y, num_classes)
     h, w, c = data.image_shape
     size = settings.img_size or h
-    x = data.train_x.reshape(len(data.train_x), -1).astype(np.float64) / 255.0
-    mean = tuple(x.reshape(len(x), h * w, c).mean(axis=(0, 1)).tolist())
-    std = tuple(np.maximum(x.reshape(len(x), h * w, c).std(axis=(0, 1)), 1e-3).tolist())
+    mean, std = channel_stats(data.train_x)
     weak, strong, val = make_transforms(size, settings.crop_ratio, mean, std, settings.dataset not in NO_FLIP, c == 1)
 
     train_x = _pil_array(data.train_x)

@@ -178,8 +178,11 @@ class DeviceMixin:
     def set_dataset(self):
         from .datasets import build_dataset_dict
 
+        from .registry import bind_channels
+
         dataset_dict, info = build_dataset_dict(self.settings, self.base_name, self.args.num_classes)
         self.split_info = info
+        self.net_builder = bind_channels(self.net_builder, self.args.net, info.image_shape[2])
         self.args.ulb_dest_len = len(dataset_dict["train_ulb"])
         self.args.lb_dest_len = len(dataset_dict["train_lb"])
         self.print_fn(
@@ -244,6 +247,13 @@ class DeviceMixin:
 
     def evaluate(self, eval_dest="eval", out_key="logits", return_logits=False):
         logits, y_true, loss_sum = self.predict(eval_dest, out_key)
+        out = self.eval_metrics(eval_dest, logits, y_true, loss_sum)
+        if return_logits:
+            out[f"{eval_dest}/logits"] = logits
+        return out
+
+    def eval_metrics(self, eval_dest: str, logits: np.ndarray, y_true: np.ndarray, loss_sum: float) -> Dict[str, float]:
+        """USB's evaluation keys (plus :meth:`extra_eval_metrics`) from :meth:`predict`'s output."""
         if len(y_true) == 0:
             raise ValueError(f"evaluation split {eval_dest!r} is empty")
         y_pred = logits.argmax(axis=1)
@@ -257,10 +267,7 @@ class DeviceMixin:
             f"{eval_dest}/F1": f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
         }
         out.update(self.extra_eval_metrics(eval_dest, logits, y_true))
-        cf = confusion_matrix(y_true, y_pred, labels=labels, normalize="true")
-        self.last_confusion = {eval_dest: cf}
-        if return_logits:
-            out[f"{eval_dest}/logits"] = logits
+        self.last_confusion = {eval_dest: confusion_matrix(y_true, y_pred, labels=labels, normalize="true")}
         return out
 
     def extra_eval_metrics(self, eval_dest: str, logits: np.ndarray, y_true: np.ndarray) -> Dict[str, float]:

@@ -1,7 +1,8 @@
 """Which USB algorithms run here, and how their device-aware classes are made."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Type
+import functools
+from typing import Callable, Dict, Optional, Type
 
 from semilearn.algorithms import name2alg
 from semilearn.core.utils import get_net_builder as usb_get_net_builder
@@ -25,11 +26,13 @@ def device_algorithm(name: str) -> Type:
     return _CACHE[name]
 
 
-def get_net_builder(net: str, from_name: bool = False, in_chans: int = 3) -> Callable:
+def get_net_builder(net: str, from_name: bool = False, in_chans: Optional[int] = 3) -> Callable:
     """A network builder ``f(num_classes, pretrained=False, pretrained_path=None)``.
 
     Project nets (``hdl.nets.NETS``) are found first and get ``in_chans``; other names go to
     USB's ``get_net_builder`` (its WRNs, ResNets and ViTs expect 3-channel images).
+    ``in_chans=None``: not known yet (a user's image folder or .npz); :func:`bind_channels` fills
+    it in once the data is loaded, before the model is built.
     """
     if net in NETS and not from_name:
         return get_net(net, in_chans=in_chans)
@@ -37,6 +40,20 @@ def get_net_builder(net: str, from_name: bool = False, in_chans: int = 3) -> Cal
 
     if not from_name and not hasattr(usb_nets, net):
         raise ValueError(f"net: unknown network {net!r}; project nets: {sorted(NETS)}; or one of USB's semilearn.nets")
-    if in_chans != 3:
-        raise ValueError(f"net: {net!r} expects RGB images but this dataset has {in_chans} channel(s); use one of {sorted(NETS)}")
+    _check_rgb(net, in_chans)
     return usb_get_net_builder(net, from_name)
+
+
+def bind_channels(builder: Callable, net: str, in_chans: int) -> Callable:
+    """``builder`` with the data set's channel count where it was left open; checks USB nets."""
+    if isinstance(builder, functools.partial) and "in_chans" in builder.keywords:
+        if builder.keywords["in_chans"] is None:
+            return functools.partial(builder.func, *builder.args, **{**builder.keywords, "in_chans": in_chans})
+        return builder
+    _check_rgb(net, in_chans)
+    return builder
+
+
+def _check_rgb(net: str, in_chans: Optional[int]) -> None:
+    if in_chans is not None and in_chans != 3:
+        raise ValueError(f"net: {net!r} expects RGB images but this dataset has {in_chans} channel(s); use one of {sorted(NETS)}")

@@ -18,7 +18,7 @@ from semilearn.core.hooks import Hook
 from semilearn.core.utils import TBLog
 from semilearn.core.utils.misc import EMA
 
-from hdl.data import DATASET_INFO, load_dataset
+from hdl.data import DATASET_INFO
 
 from .config import dump_config
 from .registry import device_algorithm, get_net_builder
@@ -92,9 +92,8 @@ def build_algorithm(args: argparse.Namespace, logger: Optional[logging.Logger] =
     """Seed, build the network builder for the dataset's channels and construct the algorithm."""
     seed_everything(args.seed)
     info = DATASET_INFO.get(args.dataset)
+    # None (user formats): the device layer binds the channel count after loading the data once
     in_chans = info.image_shape[2] if info is not None and info.image_shape is not None else None
-    if in_chans is None:
-        in_chans = load_dataset(args.dataset, args.data_dir, download=False).image_shape[2]
     net_builder = get_net_builder(args.net, args.net_from_name, in_chans)
     run_dir = os.path.join(args.save_dir, args.save_name)
     tb_log = TBLog(run_dir, "tensorboard", use_tensorboard=True) if tb else None
@@ -218,8 +217,8 @@ def evaluate_run(run_dir: str, split: str = "test", checkpoint: str = "best", ou
     alg = load_run(run_dir, checkpoint)
     alg.ema = EMA(alg.model, alg.ema_m)
     alg.ema.load(alg.ema_model)
-    logits, y_true, _ = alg.predict(split)
-    metrics = alg.evaluate(split)
+    logits, y_true, loss_sum = alg.predict(split)
+    metrics = alg.eval_metrics(split, logits, y_true, loss_sum)
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
     pred = probs.argmax(1)
     out = out or os.path.join(run_dir, f"predictions_{split}_{checkpoint}.csv")

@@ -11,7 +11,7 @@ Networks are found by name through :func:`get_net`, mirroring how USB's nets are
 from __future__ import annotations
 
 import functools
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -109,8 +109,10 @@ NETS: Dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def get_net(name: str, in_chans: int = 3) -> Callable[..., nn.Module]:
+def get_net(name: str, in_chans: Optional[int] = 3) -> Callable[..., nn.Module]:
     """Return a builder ``f(num_classes, pretrained=False, pretrained_path=None)`` for a project net.
+
+    ``in_chans`` is bound as a keyword (``None``: to be bound by the caller once it is known).
 
     Raises ValueError naming the allowed names when ``name`` is not a project net.
     """

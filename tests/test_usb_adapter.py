@@ -227,3 +227,35 @@ def test_usb_protocol_cifar10_config_runs_on_generated_standin(alg, tmp_path):
     assert "best_test/top-1-acc" in a.results_dict
     if alg.startswith("hdl_"):
         assert len(a.refresh_log) == 2
+
+
+def test_user_npz_grey_images_bind_the_network_channels(tmp_path):
+    """A user's .npz (channels unknown until loaded) is read once; the project net gets 1 channel,
+    a USB net (RGB only) is refused with the reason."""
+    from unittest import mock
+
+    import hdl.algorithms.datasets as ds
+    from tests.fakedata import write_npz
+
+    path = tmp_path / "grey.npz"
+    write_npz(path, n_train=60, n_test=12, shape=(8, 8, 1), num_classes=3)
+    over = dict(dataset="npz", data_dir=str(path), num_classes=3, num_labels=6, num_val=2, img_size=8,
+                num_train_iter=2, num_eval_iter=1)
+    with mock.patch.object(ds, "load_dataset", wraps=ds.load_dataset) as spy:
+        a = runner.build_algorithm(tiny_args("fixmatch", tmp_path, **over), tb=False)
+    assert spy.call_count == 1
+    assert a.model.stages[0][0][0].in_channels == 1
+    a.train()
+    assert a.it == 2
+    with pytest.raises(ValueError, match="expects RGB images but this dataset has 1 channel"):
+        runner.build_algorithm(tiny_args("fixmatch", tmp_path, net="wrn_28_2", **over), tb=False)
+
+
+def test_channel_stats_match_numpy():
+    from hdl.algorithms.datasets import channel_stats
+
+    x = np.random.default_rng(0).integers(0, 256, (50, 5, 4, 3), dtype=np.uint8)
+    mean, std = channel_stats(x, chunk=7)
+    ref = x.astype(np.float64) / 255.0
+    np.testing.assert_allclose(mean, ref.mean(axis=(0, 1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(std, ref.std(axis=(0, 1, 2)), rtol=1e-9)
