@@ -354,21 +354,11 @@ class HDLMixin:
 
     @torch.no_grad()
     def _embed_with_ema(self):
-        loader = torch.utils.data.DataLoader(self.dataset_dict["embed"], batch_size=256, shuffle=False, num_workers=0)
-        self.model.eval()
-        self.ema.apply_shadow()
-        try:
-            for data in loader:
-                x = data["x_lb"].to(self.device)
-                feat = self.model(x, only_feat=True)
-                self.bank.update(self._embed_global[data["idx_lb"]], feat.float().cpu())
-        finally:
-            self.ema.restore()
-            self.model.train()
+        """Re-embed every training image with the EMA model (evaluation transform) into the bank."""
+        from .relabel_run import embed_training_set
 
-    @property
-    def _embed_global(self) -> torch.Tensor:
-        return torch.as_tensor(self.split_info.embed_idx, dtype=torch.long)
+        index, feats = embed_training_set(self)
+        self.bank.update(torch.as_tensor(index, dtype=torch.long), feats)
 
     # ------------------------------------------------------------------ checkpoint
     def get_save_dict(self):
