@@ -3,7 +3,7 @@ one after the other, then summarise the finished cells (:mod:`.bench_report`).
 
     hdl-bench --config configs/bench/fashion_mnist_offline.yaml [--dry-run] [--only-table]
               [--in-process] [--out-dir DIR] [--only-settings a,b] [--only-algorithms ...]
-              [--only-arms ...] [--only-seeds 0,1] [--no-progress] [--key value ...]
+              [--only-arms ...] [--only-seeds 0,1] [--jobs N] [--no-progress] [--key value ...]
 
 A cell with ``results.json`` is finished and never re-run; a cell with a checkpoint
 (``latest_model.pth``) resumes from it (every cell runs with ``resume: True``). Cells run in a
@@ -59,7 +59,17 @@ def _record_config(cell: Cell) -> str:
     return path
 
 
-def run_cell(cell: Cell, isolation: str = "subprocess") -> bool:
+def _cell_env(jobs: int) -> Optional[Dict[str, str]]:
+    """Environment of a cell's process when ``jobs`` cells share the machine: each gets an equal
+    share of the cores as its thread count unless OMP_NUM_THREADS is already set."""
+    if jobs <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return env
+
+
+def run_cell(cell: Cell, isolation: str = "subprocess", env: Optional[Dict[str, str]] = None) -> bool:
     """Train one cell (resuming its checkpoint if any); True when ``results.json`` was written.
 
     Failures are logged (subprocess output in ``bench_output.txt``, in-process tracebacks in
@@ -70,7 +80,7 @@ def run_cell(cell: Cell, isolation: str = "subprocess") -> bool:
     cell_yaml = _record_config(cell)
     if isolation == "subprocess":
         with open(os.path.join(cell.run_dir, "bench_output.txt"), "a") as out:
-            rc = subprocess.call(_train_command(cell_yaml), stdout=out, stderr=subprocess.STDOUT)
+            rc = subprocess.call(_train_command(cell_yaml), stdout=out, stderr=subprocess.STDOUT, env=env)
         if rc != 0:
             log.error("cell %s failed (exit %d); see %s", cell.key, rc, os.path.join(cell.run_dir, "bench_output.txt"))
     else:
@@ -89,22 +99,39 @@ def run_cell(cell: Cell, isolation: str = "subprocess") -> bool:
     return cell.status() == "done"
 
 
-def run_grid(grid: Grid, cells: Sequence[Cell], isolation: Optional[str] = None, progress: bool = True) -> Dict[str, List[str]]:
-    """Run the unfinished ``cells`` one after the other; returns the keys that ran, were skipped
-    (finished before) and failed."""
+def run_grid(grid: Grid, cells: Sequence[Cell], isolation: Optional[str] = None, progress: bool = True,
+             jobs: int = 1) -> Dict[str, List[str]]:
+    """Run the unfinished ``cells``, ``jobs`` at a time (one after the other by default; more than
+    one needs subprocess isolation, and each process then gets ``cores // jobs`` threads unless
+    OMP_NUM_THREADS is set); returns the keys that ran, were skipped (finished before) and failed."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     from tqdm import tqdm
 
     isolation = isolation or grid.isolation
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected an int >= 1, got {jobs!r}")
+    if jobs > 1 and isolation != "subprocess":
+        raise ValueError(f"jobs={jobs} needs isolation 'subprocess' (cells in one process cannot run side by side)")
     done = [c.key for c in cells if c.status() == "done"]
     todo = [c for c in cells if c.status() != "done"]
     ran, failed = [], []
+    env = _cell_env(jobs)
     bar = tqdm(total=len(cells), initial=len(done), desc=grid.name, unit="run", dynamic_ncols=True, disable=not progress)
+    running = {}
     try:
-        for cell in todo:
-            bar.set_postfix_str(cell.key + (" (resuming)" if cell.status() == "partial" else ""))
-            ok = run_cell(cell, isolation)
-            (ran if ok else failed).append(cell.key)
-            bar.update(1)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            queue = list(todo)
+            while queue or running:
+                while queue and len(running) < jobs:
+                    cell = queue.pop(0)
+                    running[pool.submit(run_cell, cell, isolation, env)] = cell
+                bar.set_postfix_str(", ".join(c.key for c in running.values()))
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    cell = running.pop(fut)
+                    (ran if fut.result() else failed).append(cell.key)
+                    bar.update(1)
     finally:
         bar.close()
     return {"ran": ran, "skipped": done, "failed": failed}
@@ -131,6 +158,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--only-table", action="store_true", help="run nothing; summarise the finished cells")
     p.add_argument("--in-process", action="store_true", help="train in this process instead of one process per cell")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="cells trained side by side (each with cores/jobs threads unless OMP_NUM_THREADS is set)")
     p.add_argument("--out-dir", default=None, help="output folder instead of the grid's out_dir")
     for what in ("settings", "algorithms", "arms", "seeds"):
         p.add_argument(f"--only-{what}", default=None, help=f"comma-separated {what} to run (default: all)")
@@ -156,7 +185,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     summary = {"ran": [], "skipped": [], "failed": []}
     if not known.only_table:
         try:
-            summary = run_grid(grid, chosen, "inprocess" if known.in_process else None, progress=not known.no_progress)
+            summary = run_grid(grid, chosen, "inprocess" if known.in_process else None, progress=not known.no_progress,
+                               jobs=known.jobs)
+        except ValueError as e:
+            print(f"hdl-bench: error: {e}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             print("hdl-bench: interrupted; the same command resumes the grid", file=sys.stderr)
             return 130

@@ -33,7 +33,8 @@ key                         meaning
 A setting: ``dataset`` and ``num_labels`` (required), ``name`` (default
 ``<dataset>_<num_labels>`` or, long-tailed, ``<dataset>_lb<n>_<r>_ulb<m>_<r'>``),
 ``lb_imb_ratio``, ``ulb_num_labels``, ``ulb_imb_ratio``, ``num_classes`` (default: the data
-set's), ``data_dir``, ``base_config`` and ``overrides``. The split keys mean what they mean
+set's), ``data_dir``, ``base_config``, ``algorithms`` (a subset of the grid's, to run fewer algorithms on this
+setting) and ``overrides``. The split keys mean what they mean
 to ``hdl-train`` (``num_labels`` is the head-class count when ``lb_imb_ratio != 1``).
 
 A cell's config, later entries winning: the base config file, ``overrides``,
@@ -65,7 +66,7 @@ GRID_KEYS = ("name", "out_dir", "base_config", "algorithms", "arms", "seeds", "s
              "per_algorithm_overrides", "hdl", "isolation", "floors", "floors_max_unlabeled", "per_class",
              "description")
 SETTING_KEYS = ("name", "dataset", "num_labels", "lb_imb_ratio", "ulb_num_labels", "ulb_imb_ratio", "num_classes",
-                "data_dir", "base_config", "overrides")
+                "data_dir", "base_config", "algorithms", "overrides")
 # config keys the grid sets for every cell
 CELL_KEYS = ("seed", "save_dir", "save_name", "resume", "load_path", "algorithm")
 
@@ -83,6 +84,7 @@ class Setting:
     num_classes: Optional[int] = None
     data_dir: Optional[str] = None
     base_config: Optional[str] = None
+    algorithms: Optional[Tuple[str, ...]] = None
     overrides: Dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -250,6 +252,8 @@ def _setting(raw, i: int) -> Setting:
             kw[key] = raw[key]
     if "name" in kw and ("/" in kw["name"] or kw["name"] in (".", "..")):
         raise ValueError(f"{where}.name: must be usable as a folder name, got {kw['name']!r}")
+    if raw.get("algorithms") is not None:
+        kw["algorithms"] = _names(raw["algorithms"], BASE_ALGORITHMS, f"{where}.algorithms")
     kw["overrides"] = _mapping(raw.get("overrides"), f"{where}.overrides")
     if "name" not in kw:
         s = Setting(name="", **kw)
@@ -280,6 +284,10 @@ def parse_grid(data: Dict[str, Any], source_dir: str = ".") -> Grid:
     if not isinstance(data["settings"], list) or not data["settings"]:
         raise ValueError(f"settings: expected a non-empty list of mappings, got {data['settings']!r}")
     settings = tuple(_setting(s, i) for i, s in enumerate(data["settings"]))
+    for s in settings:
+        extra = [a for a in (s.algorithms or ()) if a not in algorithms]
+        if extra:
+            raise ValueError(f"settings.{s.name}.algorithms: {extra} are not in the grid's algorithms {list(algorithms)}")
     names = [s.name for s in settings]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -342,6 +350,7 @@ def _base_config_path(grid: Grid, setting: Setting, algorithm: str) -> str:
     template = setting.base_config or grid.base_config
     fields = dataclasses.asdict(setting)
     fields.pop("overrides")
+    fields.pop("algorithms")
     fields = {k: (f"{v:g}" if isinstance(v, float) else v) for k, v in fields.items()}
     try:
         path = template.format(algorithm=algorithm, **fields)
@@ -360,6 +369,8 @@ def build_cells(grid: Grid, overrides: Optional[Dict[str, Any]] = None, validate
     cells = []
     for setting in grid.settings:
         for alg in grid.algorithms:
+            if setting.algorithms is not None and alg not in setting.algorithms:
+                continue
             hdl_only = hdl_only_keys(alg)
             path = _base_config_path(grid, setting, alg)
             base = load_yaml(path)

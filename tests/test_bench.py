@@ -126,6 +126,46 @@ def test_subprocess_isolation_records_failures(tmp_path, monkeypatch):
     assert bench.run_grid(grid, cells, progress=False)["ran"] == ["digits_lt/fixmatch_seed0"]
 
 
+def test_setting_may_run_fewer_algorithms(tmp_path):
+    settings = [{"name": "a", "dataset": "digits", "num_labels": 8},
+                {"name": "b", "dataset": "digits", "num_labels": 8, "algorithms": ["freematch"]}]
+    grid = bench.load_grid(tiny_grid(tmp_path, settings=settings, arms=["base"]))
+    assert [c.key for c in bench.build_cells(grid)] == ["a/fixmatch_seed0", "a/freematch_seed0", "b/freematch_seed0"]
+
+
+def test_jobs_run_cells_side_by_side_with_a_share_of_the_cores(tmp_path, monkeypatch):
+    """--jobs 2: two cell processes at once (each sees the other's start file), one thread share each."""
+    import sys
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 4)
+    grid = bench.load_grid(tiny_grid(tmp_path, isolation="subprocess", seeds=[0, 1], algorithms=["fixmatch"],
+                                     arms=["base"]))
+    cells = bench.build_cells(grid)
+    marks = str(tmp_path / "marks")
+    os.makedirs(marks)
+
+    def fake_train(cfg):  # announce the start, wait (up to 60 s) for the other cell, write results
+        run_dir = os.path.dirname(cfg)
+        code = (f"import os, time; d = {marks!r}; open(os.path.join(d, os.path.basename({run_dir!r})), 'w')"
+                f".write(os.environ.get('OMP_NUM_THREADS', '')); t = time.time()\n"
+                f"while len(os.listdir(d)) < 2 and time.time() - t < 60: time.sleep(0.05)\n"
+                f"open(os.path.join({run_dir!r}, 'seen'), 'w').write(str(len(os.listdir(d))))\n"
+                f"open(os.path.join({run_dir!r}, 'results.json'), 'w').write('{{}}')")
+        return [sys.executable, "-c", code]
+
+    monkeypatch.setattr(bench, "_train_command", fake_train)
+    summary = bench.run_grid(grid, cells, progress=False, jobs=2)
+    assert sorted(summary["ran"]) == sorted(c.key for c in cells) and summary["failed"] == []
+    for c in cells:
+        assert open(os.path.join(c.run_dir, "seen")).read() == "2"  # both ran at the same time
+        assert open(os.path.join(marks, os.path.basename(c.run_dir))).read() == "2"  # 4 cores / 2 jobs
+    with pytest.raises(ValueError, match="needs isolation 'subprocess'"):
+        bench.run_grid(grid, cells, isolation="inprocess", progress=False, jobs=2)
+    with pytest.raises(ValueError, match="jobs: expected an int >= 1"):
+        bench.run_grid(grid, cells, progress=False, jobs=0)
+
+
 @pytest.mark.parametrize(
     "over, message",
     [
@@ -148,6 +188,10 @@ def test_subprocess_isolation_records_failures(tmp_path, monkeypatch):
         ({"settings": [{"dataset": "digits", "num_labels": 40, "num_label": 3}]}, "did you mean 'num_labels'"),
         ({"base_config": None}, "base_config: required at the top of the grid or in every setting"),
         ({"floors": "yes"}, "floors: expected true or false"),
+        ({"settings": [{"dataset": "digits", "num_labels": 40, "algorithms": ["mixmatch"]}]},
+         "settings.digits_40.algorithms: ['mixmatch'] are not in the grid's algorithms"),
+        ({"settings": [{"dataset": "digits", "num_labels": 40, "algorithms": ["fixmatch", "fixmatch"]}]},
+         "settings[0].algorithms: duplicate entries"),
     ],
 )
 def test_grid_validation_errors(over, message, tmp_path):
@@ -192,7 +236,7 @@ def test_hdl_keys_in_overrides_go_to_the_hdl_arm_only(tmp_path):
 
 
 def test_shipped_bench_grids_resolve():
-    expect = {"fashion_mnist_offline.yaml": 96, "cifar10_lt.yaml": 36, "cifar100_lt.yaml": 24, "usb_classic.yaml": 144}
+    expect = {"fashion_mnist_offline.yaml": 42, "cifar10_lt.yaml": 36, "cifar100_lt.yaml": 24, "usb_classic.yaml": 144}
     for name, n in expect.items():
         grid = bench.load_grid(os.path.join(CONFIGS, "bench", name))
         cells = bench.build_cells(grid)
