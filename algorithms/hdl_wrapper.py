@@ -47,7 +47,7 @@ from semilearn.core.utils import ALGORITHMS
 
 from hdl.bank import EmbeddingBank
 from hdl.knn import knn_graph, resolve_backend
-from hdl.labeling import hdl_label
+from hdl.labeling import CLASS_PRIORS, hdl_label
 
 from .device import DeviceMixin
 from .semantic_loss import SemanticLossMixin, semantic_arguments
@@ -68,6 +68,8 @@ def hdl_arguments():
         SSL_Argument("--hdl_backend", str, "auto", "auto | torch | faiss | faiss-gpu"),
         SSL_Argument("--hdl_gt_ratio", float, 0.5, "pool mode: least share of ground truth per labeled batch"),
         SSL_Argument("--hdl_min_agreement", float, 0.0, "HDL labels below this vote agreement are not used"),
+        SSL_Argument("--hdl_class_prior", str, "auto",
+                     "class weights of the per-round quota: auto | uniform | vote (hdl.labeling)"),
         SSL_Argument("--hdl_weight_by_agreement", str2bool, False, "target mode: mask = agreement instead of 1"),
         SSL_Argument("--hdl_embed", str, "ema_pass", "ema_pass (re-embed with the EMA model) | bank (train-step features)"),
         SSL_Argument("--num_val", int, 0, "validation images per class"),
@@ -91,6 +93,7 @@ class HDLSettings:
     min_agreement: float
     weight_by_agreement: bool
     embed: str
+    class_prior: str = "auto"
 
     @classmethod
     def from_args(cls, args) -> "HDLSettings":
@@ -103,9 +106,12 @@ class HDLSettings:
         s = cls(bool(g("hdl_enable", True)), int(g("hdl_warmup_iter", 200)), int(g("hdl_refresh_every", 200)),
                 str(g("hdl_use", "target")), k, int(g("hdl_k_max", 50)), str(g("hdl_backend", "auto")),
                 float(g("hdl_gt_ratio", 0.5)), float(g("hdl_min_agreement", 0.0)),
-                bool(g("hdl_weight_by_agreement", False)), str(g("hdl_embed", "ema_pass")))
+                bool(g("hdl_weight_by_agreement", False)), str(g("hdl_embed", "ema_pass")),
+                str(g("hdl_class_prior", "auto")))
         if s.use not in HDL_USES:
             raise ValueError(f"hdl_use: expected one of {list(HDL_USES)}, got {s.use!r}")
+        if s.class_prior not in CLASS_PRIORS:
+            raise ValueError(f"hdl_class_prior: expected one of {list(CLASS_PRIORS)}, got {s.class_prior!r}")
         if s.embed not in HDL_EMBEDS:
             raise ValueError(f"hdl_embed: expected one of {list(HDL_EMBEDS)}, got {s.embed!r}")
         if s.backend not in ("auto", "torch", "faiss", "faiss-gpu"):
@@ -297,9 +303,10 @@ class HDLMixin:
             self._backend = resolve_backend(self.hdl.backend, self.bank.device)
             self.print_fn(f"HDL kNN backend: {self._backend}")
         k_max = min(self.hdl.k_max, max(len(ids) - 1, 1))
-        sims, idx = knn_graph(self.bank.features()[ids], k_max, backend=self._backend)
+        feats = self.bank.features()[ids]
+        sims, idx = knn_graph(feats, k_max, backend=self._backend)
         k = self.hdl.k if self.hdl.k == "adaptive" else min(self.hdl.k, k_max)
-        res = hdl_label(sims, idx, labels, self.num_classes, k=k)
+        res = hdl_label(sims, idx, labels, self.num_classes, k=k, feats=feats, class_prior=self.hdl.class_prior)
         self.pool_label.fill_(-1)
         self.pool_agreement.zero_()
         new = (res.labels >= 0) & ~lb_in

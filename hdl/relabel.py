@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from hdl.knn import BACKENDS, knn_graph
-from hdl.labeling import FALLBACKS, WEIGHTINGS, hdl_label, validate_options
+from hdl.labeling import CLASS_PRIORS, FALLBACKS, WEIGHTINGS, hdl_label, validate_options
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -153,6 +153,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--weighting", choices=WEIGHTINGS, default=None)
     p.add_argument("--class-quota", type=float, default=None, help="per-class cap factor; <= 0 disables")
+    p.add_argument("--class-prior", choices=CLASS_PRIORS, default=None,
+                   help="class weights of the quota: auto (default), uniform or vote")
     p.add_argument("--min-agreement", type=float, default=None)
     p.add_argument("--fallback", choices=FALLBACKS, default=None)
     p.add_argument("--num-classes", type=int, default=None)
@@ -163,7 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     labels = _load_labels(args.labels)
     truth = _load_labels(args.true_labels) if args.true_labels else None
     opts = {"k": args.k}
-    for name in ("weighting", "min_agreement", "fallback"):
+    for name in ("weighting", "class_prior", "min_agreement", "fallback"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
     if args.class_quota is not None:

@@ -102,20 +102,19 @@ def label_spreading(feats: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray
 
 
 HDL_VARIANTS = {
-    "HDL default (adaptive, cosine, quota 0.75)": dict(),
-    "HDL uniform, k=10, no quota": dict(k=10, weighting="uniform", class_quota=None),
-    "HDL cosine, k=10, no quota": dict(k=10, weighting="cosine", class_quota=None),
-    "HDL cosine^3, k=10, no quota": dict(k=10, weighting="cosine^gamma", gamma=3.0, class_quota=None),
-    "HDL cosine, k=10, quota 0.75": dict(k=10, weighting="cosine"),
-    "HDL cosine, k=10, one shot (level q=0), no quota": dict(k=10, level_quantile=0.0, class_quota=None),
-    "HDL cosine, k=10, top level only (q=1), no quota": dict(k=10, level_quantile=1.0, class_quota=None),
-    "HDL uniform, adaptive, no quota": dict(weighting="uniform", class_quota=None),
-    "HDL cosine, adaptive, no quota": dict(class_quota=None),
-    "HDL uniform, adaptive, quota 0.75": dict(weighting="uniform"),
-    "HDL cosine, adaptive, quota 0.5": dict(class_quota=0.5),
-    "HDL cosine, adaptive, quota 1.0": dict(class_quota=1.0),
-    "HDL cosine, adaptive delta=0.1, quota 0.75": dict(delta=0.1),
-    "HDL cosine, adaptive (loo), quota 0.75": dict(adaptive_rule="loo"),
+    "HDL default (adaptive, cosine, quota 0.75, prior auto)": dict(),
+    "HDL quota 0.75, prior uniform": dict(class_prior="uniform"),
+    "HDL quota 0.75, prior vote": dict(class_prior="vote"),
+    "HDL quota 1.0, prior auto": dict(class_quota=1.0),
+    "HDL quota 0.5, prior auto": dict(class_quota=0.5),
+    "HDL no quota": dict(class_quota=None),
+    "HDL uniform weights (auto prior)": dict(weighting="uniform"),
+    "HDL cosine^3 weights (auto prior)": dict(weighting="cosine^gamma", gamma=3.0),
+    "HDL k=10 (auto prior)": dict(k=10),
+    "HDL k=20 (auto prior)": dict(k=20),
+    "HDL adaptive (loo) (auto prior)": dict(adaptive_rule="loo"),
+    "HDL one shot (level q=0) (auto prior)": dict(level_quantile=0.0),
+    "HDL min agreement 0.5 + expand (auto prior)": dict(min_agreement=0.5, fallback="expand"),
     "HDL default + prototype fallback": dict(fallback="prototype"),
 }
 
@@ -134,8 +133,8 @@ def run_seed(feats: np.ndarray, truth: np.ndarray, frac: float, seed: int, backe
         dt = time.perf_counter() - t0
         rows[name] = (*scores(res.labels.numpy(), truth, unl), res.chosen_k, res.rounds, dt)
     for k in K_GRID:
-        res = hdl_label(sims, idx, y, num_classes, k=k)
-        rows[f"HDL cosine quota 0.75, k={k}"] = (*scores(res.labels.numpy(), truth, unl), k, res.rounds, 0.0)
+        res = hdl_label(sims, idx, y, num_classes, k=k, feats=x)
+        rows[f"HDL default, k={k}"] = (*scores(res.labels.numpy(), truth, unl), k, res.rounds, 0.0)
         res = knn_vote(x, y, num_classes, k=k, backend=backend)
         rows[f"kNN vote, k={k}"] = (*scores(res.labels.numpy(), truth, unl), k, 1, 0.0)
         pred = label_spreading(x.numpy(), labels, k)
@@ -178,7 +177,7 @@ def main(argv=None) -> None:
     for n in names:
         acc, bal, k, r, dt = mean[n]
         print(f"| {n} | {100 * acc:.2f} | {100 * bal:.2f} | {k:.1f} | {r:.1f} | {dt:.3f} |")
-    for family in ("kNN vote", "LabelSpreading", "HDL cosine quota 0.75"):
+    for family in ("kNN vote", "LabelSpreading", "HDL default"):
         best = max(K_GRID, key=lambda k: mean[f"{family}, k={k}"][0])
         acc, bal = mean[f"{family}, k={best}"][:2]
         print(f"\nbest k for {family} (by accuracy, oracle): k={best}: acc {100 * acc:.2f}, "

@@ -121,7 +121,8 @@ def test_target_injection_replaces_only_hdl_labeled_rows(tmp_path):
 def test_bad_hdl_settings(tmp_path):
     for over, msg in (({"hdl_use": "both"}, "hdl_use: expected one of"),
                       ({"hdl_k": "many"}, "hdl_k: expected 'adaptive' or an int"),
-                      ({"hdl_embed": "clip"}, "hdl_embed: expected one of")):
+                      ({"hdl_embed": "clip"}, "hdl_embed: expected one of"),
+                      ({"hdl_class_prior": "balanced"}, "hdl_class_prior: expected one of")):
         args = make_args("fixmatch", tmp_path, "bad", algorithm="hdl_fixmatch", **over)
         with pytest.raises(ValueError, match=msg):
             runner.build_algorithm(args, tb=False)

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from hdl.knn import knn_graph
-from hdl.labeling import DEFAULT_OPTIONS, OPTION_TABLE, choose_k, hdl_label, knn_vote, validate_options
+from hdl.labeling import (DEFAULT_OPTIONS, OPTION_TABLE, choose_k, class_weights, hdl_label, knn_vote,
+                          validate_options)
 
 NEG = float("-inf")
 
@@ -111,6 +112,46 @@ def test_class_quota_spreads_rounds():
     q = hdl_label(sims, idx, labels, 2, k=1, level_quantile=0.0, class_quota=0.5)
     assert q.labels.tolist() == free.labels.tolist()
     assert q.level.tolist() == [0, 0, 1, 2, 3, 1] and q.rounds == 3
+
+
+def test_class_weights_from_vote_and_auto_rule():
+    # 2 labels per class; unlabeled points: 3 next to class 0's labels, 1 next to class 1's
+    feats = torch.tensor([[1., 0.], [1., .1], [0., 1.], [.1, 1.],
+                          [1., .05], [1., .02], [.9, .1], [.05, 1.]])
+    labels = L(0, 0, 1, 1, -1, -1, -1, -1)
+    w = class_weights(labels, 2, "vote", feats)
+    # vote winners: 3 x class 0, 1 x class 1; weight = (count + 1) / given labels
+    assert w.tolist() == [2.0, 1.0]
+    assert torch.equal(class_weights(labels, 2, "auto", feats), w)  # balanced labels -> vote
+    assert class_weights(labels, 2, "auto", None) is None  # no features -> uniform
+    assert class_weights(labels, 2, "uniform", feats) is None
+    lt = L(0, 0, 0, 1, -1, -1, -1, -1)  # 3:1 labels are imbalanced -> uniform
+    assert class_weights(lt, 2, "auto", feats) is None
+    with pytest.raises(ValueError, match="needs feats"):
+        class_weights(labels, 2, "vote", None)
+    with pytest.raises(ValueError, match="class_prior"):
+        class_weights(labels, 2, "prior", feats)
+
+
+def test_class_quota_follows_class_weights():
+    # class 0 has 6 candidates, class 1 has 2; one labeled sample each; k=1, one level
+    rows = [[(2, .9)], [(8, .9)]] + [[(0, .9 - .01 * i)] for i in range(6)] + [[(1, .9)], [(1, .8)]]
+    sims, idx = graph(rows)
+    labels = L(0, 1, *([-1] * 8))
+    feats = torch.zeros(10, 2)
+    feats[[0] + list(range(2, 8))] = torch.tensor([1., 0.])
+    feats[[1, 8, 9]] = torch.tensor([0., 1.])
+    # uniform: cap = ceil(0.5 * 8 / 2) = 2 per class in round 1
+    uni = hdl_label(sims, idx, labels, 2, k=1, level_quantile=0.0, class_quota=0.5, class_prior="uniform")
+    assert (uni.level == 1).sum() == 4
+    # vote weights (6 + 1) / 1 and (2 + 1) / 1: caps ceil(4 * 0.7) = 3 and ceil(4 * 0.3) = 2
+    vote = hdl_label(sims, idx, labels, 2, k=1, level_quantile=0.0, class_quota=0.5, class_prior="vote",
+                     feats=feats)
+    assert ((vote.level == 1) & (vote.labels == 0)).sum() == 3
+    assert ((vote.level == 1) & (vote.labels == 1)).sum() == 2
+    assert vote.labels.tolist() == uni.labels.tolist() == [0, 1] + [0] * 6 + [1, 1]
+    with pytest.raises(ValueError, match="class_prior='vote' needs feats"):
+        hdl_label(sims, idx, labels, 2, k=1, class_prior="vote")
 
 
 def test_min_agreement_leaves_unsure_samples():
