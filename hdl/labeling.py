@@ -18,8 +18,9 @@ taken from the HDL paper):
    index goes first.  The class weights ``w`` come from ``class_prior``:
 
    * ``"uniform"``: ``w_c = 1`` (every class grows at the same pace).
-   * ``"vote"``: ``w_c`` = estimated unlabeled samples of class c per given label of c, the
-     estimate counting the winners of a cosine vote of every unlabeled sample among its
+   * ``"vote"``: ``w_c = (1 - m) * e_c / g_c + m``, ``e_c`` the estimated share of class c among
+     the unlabeled samples, ``g_c`` its share of the given labels, ``m = PRIOR_UNIFORM_MIX``; the
+     estimate counts the winners of a cosine vote of every unlabeled sample among its
      ``PRIOR_VOTE_K`` nearest given-label samples (plus one per class); needs ``feats``.
    * ``"auto"`` (default): ``"vote"`` when ``feats`` are given and the given labels are
      balanced (largest class count at most ``BALANCED_LABELS_RATIO`` times the smallest),
@@ -73,9 +74,6 @@ import torch.nn.functional as F
 
 from hdl.knn import knn_search
 
-# k used by the adaptive rule when no candidate k has enough labeled pairs to be judged
-ADAPTIVE_UNDECIDED_K = 10
-
 
 @dataclass(frozen=True)
 class LabelResult:
@@ -114,6 +112,9 @@ HIERARCHY_VOTES = ("none", "smooth", "coarse_to_fine")
 CLASS_PRIORS = ("auto", "uniform", "vote")
 # class_prior="vote": given-label neighbours per unlabeled sample in the class-size estimate
 PRIOR_VOTE_K = 10
+# class_prior="vote": share of the uniform weight mixed into the estimate (guards the tail classes
+# against an estimate that is too low)
+PRIOR_UNIFORM_MIX = 0.25
 # class_prior="auto": given labels count as balanced when max/min class count <= this
 BALANCED_LABELS_RATIO = 1.5
 
@@ -286,7 +287,11 @@ def choose_k(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Te
       score (the larger k on ties).
 
     A k is judged only when it has at least ``min_pairs`` pairs (``"agreement"``) or voters
-    (``"loo"``); when no k in [k_min, K] is judged, k = min(ADAPTIVE_UNDECIDED_K, K).
+    (``"loo"``); when no k in [k_min, K] is judged, k = K, the graph width.  That is the usual
+    case with a few labels per class among thousands of samples (their top-K neighbours hold
+    almost no other labeled sample); there the widest vote labeled best on the comparison sets
+    of ``scripts/compare_labeling.py`` (Fashion-MNIST features, 4 labels per class), the level
+    order and the class quota holding back the samples with few labeled neighbours.
 
     Returns (k, scores float32 (K,) with NaN where not judged).
     """
@@ -319,7 +324,7 @@ def choose_k(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Te
     cand[: min(k_min, width + 1) - 1] = float("nan")
     judged = ~torch.isnan(cand)
     if not judged.any():
-        return min(ADAPTIVE_UNDECIDED_K, width), scores
+        return width, scores
     ks = torch.arange(1, width + 1, device=dev)
     if rule == "agreement":
         ok = judged & (cand >= 1 - delta)
@@ -467,7 +472,8 @@ def class_weights(labels: torch.Tensor, num_classes: int, class_prior: str = "au
     nl = torch.where(idx >= 0, labels[lab][idx.clamp(min=0)], torch.full_like(idx, -1))
     winner, _ = _vote(nl, _weights(sims, idx >= 0, "cosine", 1.0), num_classes)
     est = torch.bincount(winner, minlength=num_classes).float() + 1.0
-    return est / counts.clamp(min=1.0)
+    ratio = (est / est.sum()) / (counts.clamp(min=1.0) / counts.sum())
+    return (1.0 - PRIOR_UNIFORM_MIX) * ratio + PRIOR_UNIFORM_MIX
 
 
 def _quota_mask(winner: torch.Tensor, m: torch.Tensor, agr: torch.Tensor, quota: float,

@@ -120,8 +120,9 @@ def test_class_weights_from_vote_and_auto_rule():
                           [1., .05], [1., .02], [.9, .1], [.05, 1.]])
     labels = L(0, 0, 1, 1, -1, -1, -1, -1)
     w = class_weights(labels, 2, "vote", feats)
-    # vote winners: 3 x class 0, 1 x class 1; weight = (count + 1) / given labels
-    assert w.tolist() == [2.0, 1.0]
+    # vote winners: 3 x class 0, 1 x class 1 -> estimated shares (3+1)/6, (1+1)/6 against label
+    # shares 1/2, 1/2: ratios 4/3, 2/3, mixed 3:1 with the uniform weight 1
+    assert torch.allclose(w, torch.tensor([0.75 * 4 / 3 + 0.25, 0.75 * 2 / 3 + 0.25]))
     assert torch.equal(class_weights(labels, 2, "auto", feats), w)  # balanced labels -> vote
     assert class_weights(labels, 2, "auto", None) is None  # no features -> uniform
     assert class_weights(labels, 2, "uniform", feats) is None
@@ -144,7 +145,8 @@ def test_class_quota_follows_class_weights():
     # uniform: cap = ceil(0.5 * 8 / 2) = 2 per class in round 1
     uni = hdl_label(sims, idx, labels, 2, k=1, level_quantile=0.0, class_quota=0.5, class_prior="uniform")
     assert (uni.level == 1).sum() == 4
-    # vote weights (6 + 1) / 1 and (2 + 1) / 1: caps ceil(4 * 0.7) = 3 and ceil(4 * 0.3) = 2
+    # estimated shares 7/10, 3/10 vs label shares 1/2: weights 0.75 * 1.4 + 0.25 = 1.3 and
+    # 0.75 * 0.6 + 0.25 = 0.7, so caps ceil(4 * 0.65) = 3 and ceil(4 * 0.35) = 2
     vote = hdl_label(sims, idx, labels, 2, k=1, level_quantile=0.0, class_quota=0.5, class_prior="vote",
                      feats=feats)
     assert ((vote.level == 1) & (vote.labels == 0)).sum() == 3
@@ -195,7 +197,12 @@ def test_adaptive_k_loo_and_undecided():
     k, scores = choose_k(sims, idx, labels, 2, "loo", k_min=1, min_pairs=1, weighting="uniform")
     assert k == 6 and torch.allclose(scores, torch.ones(6))  # ties at k=6 go to the nearest
     k, scores = choose_k(sims, idx, labels, 2, "agreement", k_min=1, min_pairs=1000)
-    assert k == 6 and torch.isnan(scores).all()  # undecided: min(10, K)
+    assert k == 6 and torch.isnan(scores).all()  # undecided: the graph width K
+    wide = knn_graph(F.normalize(torch.randn(30, 4, generator=torch.Generator().manual_seed(0)), dim=1), 12)
+    one = torch.full((30,), -1, dtype=torch.int64)
+    one[0] = 1
+    k, scores = choose_k(*wide, one, 2)  # one labeled sample: no labeled pairs at any k
+    assert k == 12 and torch.isnan(scores).all()
     k, _ = choose_k(sims, idx, labels, 2, "agreement", delta=0.0, k_min=4, min_pairs=1)
     assert k == 4  # nothing reaches 1 - delta: the best score among k >= k_min
 
