@@ -467,11 +467,9 @@ def class_weights(labels: torch.Tensor, num_classes: int, class_prior: str = "au
             return None
     if feats is None:
         raise ValueError("class_prior='vote' needs feats")
-    f = F.normalize(feats.detach().float().to(labels.device), dim=1)
-    sims, idx = knn_search(f[~lab], f[lab], min(PRIOR_VOTE_K, int(lab.sum())), backend="torch")
-    nl = torch.where(idx >= 0, labels[lab][idx.clamp(min=0)], torch.full_like(idx, -1))
-    winner, _ = _vote(nl, _weights(sims, idx >= 0, "cosine", 1.0), num_classes)
-    est = torch.bincount(winner, minlength=num_classes).float() + 1.0
+    voted = knn_vote(feats.to(labels.device), labels, num_classes, k=PRIOR_VOTE_K, weighting="cosine",
+                     backend="torch").labels[~lab]
+    est = torch.bincount(voted, minlength=num_classes).float() + 1.0
     ratio = (est / est.sum()) / (counts.clamp(min=1.0) / counts.sum())
     return (1.0 - PRIOR_UNIFORM_MIX) * ratio + PRIOR_UNIFORM_MIX
 
