@@ -66,6 +66,7 @@ class SplitInfo:
     image_shape: Tuple[int, int, int]
     num_val_flag: bool
     embed_idx: np.ndarray
+    train_files: Optional[list] = None  # file name per training image, where the format has them
 
 
 def make_transforms(size: int, crop_ratio: float, mean, std, flip: bool, grey: bool):
@@ -160,5 +161,5 @@ def build_dataset_dict(settings: RunSettings, base_name: str, num_classes: int) 
     # every training image of the run, evaluation transform: for re-embedding passes
     embed = BasicDataset(base_name, train_x[embed_idx], data.train_y[embed_idx], num_classes, val, False, None, False)
     info = SplitInfo(splits, lb_idx, ulb_idx, data.train_y, list(data.class_names), (size, size, c),
-                     len(splits.val_idx) == 0, embed_idx)
+                     len(splits.val_idx) == 0, embed_idx, data.train_files)
     return {"train_lb": lb, "train_ulb": ulb, "eval": ev, "test": test, "embed": embed}, info

@@ -8,7 +8,8 @@ Python: ``relabel_run(run_dir, checkpoint="best", out=None, ...)``.
 Command line (console script ``hdl-relabel-run``)::
 
     hdl-relabel-run --run DIR [--checkpoint best|latest] [--out FILE] [--k adaptive] [--k-max 50]
-                    [--backend auto] [--device cpu] [--batch-size 256]
+                    [--backend auto] [--device cpu] [--batch-size 256] [--class-quota Q]
+                    [--class-prior auto|uniform|vote] [--weighting W] [--min-agreement A] [--fallback F]
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from hdl.relabel import RelabelResult, parse_k, relabel
+from hdl.relabel import RelabelResult, add_labeling_arguments, labeling_options, parse_k, relabel
 
 from .runner import CHECKPOINTS, load_run  # noqa: F401  (load_run is part of this module's API)
 
@@ -96,8 +97,6 @@ def relabel_run(run_dir: str, checkpoint: str = "best", out: Optional[str] = Non
     true_label, label, level, agreement`` (``split``: labeled | unlabeled; -1 = none/unknown).
     Returns the result and the CSV path.
     """
-    from hdl.data import load_dataset
-
     alg = load_run(run_dir, checkpoint, device)
     index, feats = embed_training_set(alg, batch_size)
     info = alg.split_info
@@ -115,10 +114,7 @@ def relabel_run(run_dir: str, checkpoint: str = "best", out: Optional[str] = Non
     got = unl & (res.labels >= 0)
     coverage = float(got.sum() / max(unl.sum(), 1))
     precision = float((res.labels[got] == truth[got]).mean()) if known and got.any() else None
-    files = None
-    train_files = load_dataset(alg.settings.dataset, alg.settings.data_dir, download=False).train_files
-    if train_files is not None:
-        files = [str(train_files[i]) for i in index]
+    files = None if info.train_files is None else [str(info.train_files[i]) for i in index]
     result = RelabelRunResult(index, is_lb, truth, files, res, coverage, precision)
     out = out or os.path.join(run_dir, f"relabel_{checkpoint}.csv")
     _write_csv(out, result)
@@ -152,10 +148,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--backend", default=None, help="auto | torch | faiss | faiss-gpu (default: the run's, else auto)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
     p.add_argument("--batch-size", type=int, default=256)
+    add_labeling_arguments(p)
     a = p.parse_args(argv)
     try:
         result, out = relabel_run(a.run, a.checkpoint, a.out, k=a.k, k_max=a.k_max, backend=a.backend,
-                                  device=a.device, batch_size=a.batch_size)
+                                  device=a.device, batch_size=a.batch_size, **labeling_options(a))
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"hdl-relabel-run: error: {e}", file=sys.stderr)
         return 2

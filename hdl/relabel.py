@@ -140,6 +140,25 @@ def parse_k(value: str):
         raise argparse.ArgumentTypeError(f"--k must be 'adaptive' or an int, got {value!r}") from None
 
 
+def add_labeling_arguments(p: argparse.ArgumentParser) -> None:
+    """The :func:`hdl.labeling.hdl_label` options both relabeling commands take (unset: the default)."""
+    p.add_argument("--weighting", choices=WEIGHTINGS, default=None)
+    p.add_argument("--class-quota", type=float, default=None, help="per-class cap factor; <= 0 disables")
+    p.add_argument("--class-prior", choices=CLASS_PRIORS, default=None,
+                   help="class weights of the quota: auto (default), uniform or vote")
+    p.add_argument("--min-agreement", type=float, default=None)
+    p.add_argument("--fallback", choices=FALLBACKS, default=None)
+
+
+def labeling_options(args: argparse.Namespace) -> dict:
+    """The options of :func:`add_labeling_arguments` that were given, as ``hdl_label`` keywords."""
+    opts = {name: getattr(args, name) for name in ("weighting", "class_prior", "min_agreement", "fallback")
+            if getattr(args, name) is not None}
+    if args.class_quota is not None:
+        opts["class_quota"] = args.class_quota if args.class_quota > 0 else None
+    return opts
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="hdl-relabel", description="Label unlabeled samples from "
                                 "embeddings by hierarchical dynamic labeling (HDL).")
@@ -151,12 +170,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--k", type=parse_k, default="adaptive", help="'adaptive' (default) or an int")
     p.add_argument("--k-max", type=int, default=50, help="graph neighbours (default 50)")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
-    p.add_argument("--weighting", choices=WEIGHTINGS, default=None)
-    p.add_argument("--class-quota", type=float, default=None, help="per-class cap factor; <= 0 disables")
-    p.add_argument("--class-prior", choices=CLASS_PRIORS, default=None,
-                   help="class weights of the quota: auto (default), uniform or vote")
-    p.add_argument("--min-agreement", type=float, default=None)
-    p.add_argument("--fallback", choices=FALLBACKS, default=None)
+    add_labeling_arguments(p)
     p.add_argument("--num-classes", type=int, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -164,12 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     emb, files = _load_embeddings(args.embeddings)
     labels = _load_labels(args.labels)
     truth = _load_labels(args.true_labels) if args.true_labels else None
-    opts = {"k": args.k}
-    for name in ("weighting", "class_prior", "min_agreement", "fallback"):
-        if getattr(args, name) is not None:
-            opts[name] = getattr(args, name)
-    if args.class_quota is not None:
-        opts["class_quota"] = args.class_quota if args.class_quota > 0 else None
+    opts = {"k": args.k, **labeling_options(args)}
     try:
         res = relabel(emb, labels, truth, num_classes=args.num_classes, k_max=args.k_max,
                       backend=args.backend, **opts)

@@ -97,3 +97,40 @@ def test_cli(run_dir, tmp_path, capsys):
         main(["--run", run_dir, "--checkpoint", "first"])
     with pytest.raises(ValueError, match="checkpoint: expected one of"):
         load_run(run_dir, "first")
+
+
+def test_cli_labeling_options_reach_hdl(run_dir, tmp_path, capsys):
+    """--class-quota 0 (no quota) and --class-prior reach hdl_label: the CSV equals relabel's
+    labels with the same options on the run's EMA embeddings."""
+    alg = load_run(run_dir, "latest")
+    index, feats = embed_training_set(alg)
+    truth = np.asarray(alg.split_info.train_y)[index]
+    given = np.where(np.isin(index, alg.split_info.lb_idx), truth, -1)
+    for flags, opts in ((["--class-quota", "0"], dict(class_quota=None)),
+                        (["--class-prior", "uniform", "--weighting", "uniform"],
+                         dict(class_prior="uniform", weighting="uniform"))):
+        out = str(tmp_path / "opts.csv")
+        assert main(["--run", run_dir, "--checkpoint", "latest", "--out", out, "--k", "5", "--k-max", "10",
+                     *flags]) == 0
+        direct = relabel(feats, given, num_classes=10, k_max=10, k=5, **opts)
+        assert [int(r["label"]) for r in read_csv(out)] == direct.labels.tolist()
+    with pytest.raises(SystemExit):
+        main(["--run", run_dir, "--class-prior", "balanced"])
+
+
+def test_image_folder_run_writes_file_names_from_one_data_load(tmp_path):
+    from unittest import mock
+
+    import hdl.algorithms.datasets as ds
+    from tests.fakedata import write_image_folder
+
+    write_image_folder(tmp_path / "imgs", classes=("a", "b", "c"), n_train=12, n_test=3, size=(8, 8))
+    run = train_run(tmp_path, "folder", dataset="imagefolder", data_dir=str(tmp_path / "imgs"), num_classes=3,
+                    num_labels=6, num_val=2, img_size=8, num_train_iter=2, num_eval_iter=2)
+    with mock.patch.object(ds, "load_dataset", wraps=ds.load_dataset) as spy:
+        result, out = relabel_run(run, "latest", k=3, k_max=5)
+    assert spy.call_count == 1  # the run's data set, read once for the files too
+    files = ds.load_dataset("imagefolder", str(tmp_path / "imgs")).train_files  # training index -> file
+    rows = read_csv(out)
+    assert [r["file"] for r in rows] == [str(files[i]) for i in result.index]
+    assert len(set(r["file"] for r in rows)) == len(rows) == 36 - 6  # every image once, validation excluded
