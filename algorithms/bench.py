@@ -113,25 +113,34 @@ def run_grid(grid: Grid, cells: Sequence[Cell], isolation: Optional[str] = None,
         raise ValueError(f"jobs: expected an int >= 1, got {jobs!r}")
     if jobs > 1 and isolation != "subprocess":
         raise ValueError(f"jobs={jobs} needs isolation 'subprocess' (cells in one process cannot run side by side)")
-    done = [c.key for c in cells if c.status() == "done"]
-    todo = [c for c in cells if c.status() != "done"]
+    status = {c.key: c.status() for c in cells}
+    todo = [c for c in cells if status[c.key] != "done"]
+    done = [c.key for c in cells if status[c.key] == "done"]
     ran, failed = [], []
     env = _cell_env(jobs)
     bar = tqdm(total=len(cells), initial=len(done), desc=grid.name, unit="run", dynamic_ncols=True, disable=not progress)
-    running = {}
+
+    def finished(cell: Cell, ok: bool) -> None:
+        (ran if ok else failed).append(cell.key)
+        bar.update(1)
+
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            queue = list(todo)
-            while queue or running:
-                while queue and len(running) < jobs:
-                    cell = queue.pop(0)
+        if jobs == 1:  # in this thread, so Ctrl-C stops an in-process cell too
+            for cell in todo:
+                bar.set_postfix_str(cell.key + (" (resuming)" if status[cell.key] == "partial" else ""))
+                finished(cell, run_cell(cell, isolation, env))
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                running = {}
+                for cell in todo:
                     running[pool.submit(run_cell, cell, isolation, env)] = cell
-                bar.set_postfix_str(", ".join(c.key for c in running.values()))
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    cell = running.pop(fut)
-                    (ran if fut.result() else failed).append(cell.key)
-                    bar.update(1)
+                    if len(running) < jobs:
+                        continue
+                    bar.set_postfix_str(", ".join(c.key for c in running.values()))
+                    for fut in wait(list(running), return_when=FIRST_COMPLETED)[0]:
+                        finished(running.pop(fut), fut.result())
+                for fut in wait(list(running))[0]:
+                    finished(running.pop(fut), fut.result())
     finally:
         bar.close()
     return {"ran": ran, "skipped": done, "failed": failed}

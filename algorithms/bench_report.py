@@ -55,7 +55,8 @@ def cell_row(cell) -> Optional[Dict[str, Any]]:
     with open(path) as f:
         res = json.load(f)
     cfg = res.get("settings", {})
-    last = (read_refreshes(cell.run_dir) or [{}])[-1]
+    refreshes = read_refreshes(cell.run_dir)
+    last = (refreshes or [{}])[-1]
     return {
         "setting": cell.setting.name, "dataset": res.get("dataset"), "num_labels": res.get("num_labels"),
         "lb_imb_ratio": cfg.get("lb_imb_ratio", 1), "ulb_num_labels": cfg.get("ulb_num_labels"),
@@ -64,7 +65,7 @@ def cell_row(cell) -> Optional[Dict[str, Any]]:
         "test_acc_at_best_val": res.get("test_acc_at_best_val"), "test_acc_final": res.get("test_acc_final"),
         "test_balanced_acc_at_best_val": res.get("test_balanced_acc_at_best_val"),
         "test_balanced_acc_final": res.get("test_balanced_acc_final"),
-        "hdl_refreshes": len(read_refreshes(cell.run_dir)) if cell.arm == "hdl" else None,
+        "hdl_refreshes": len(refreshes) if cell.arm == "hdl" else None,
         "hdl_pool_size": last.get("hdl/pool_size"), "hdl_pool_acc": last.get("hdl/pool_acc"),
         "hdl_pool_coverage": last.get("hdl/pool_coverage"),
         "hdl_logit_acc_equal_coverage": last.get("hdl/logit_acc_equal_coverage"),
@@ -223,13 +224,16 @@ def make_plots(grid, cells, plot_dir: str) -> Dict[str, List[str]]:
         hdl_groups = {k: v for k, v in sorted(groups.items()) if k[1] == "hdl"}
         refreshes = {k: [read_refreshes(c.run_dir) for c in cs] for k, cs in hdl_groups.items()}
         if any(any(r) for r in refreshes.values()):
+            # per algorithm: mean over runs of each per-refresh quantity
+            series = {k: {key: _mean_by_x([([r["it"] for r in rs], [r.get(key) for r in rs]) for rs in runs])
+                          for key in ("hdl/pool_size", "hdl/pool_acc", "hdl/logit_acc_equal_coverage")}
+                      for k, runs in refreshes.items()}
             # pool size and pool label accuracy over refreshes
             fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-            for (alg, arm), runs in refreshes.items():
+            for (alg, arm), ser in series.items():
                 st = _style(grid.algorithms, alg, arm)
-                x, y = _mean_by_x([([r["it"] for r in rs], [r.get("hdl/pool_size") for r in rs]) for rs in runs])
-                a1.plot(x, y, marker="o", label=f"hdl_{alg}", **st)
-                x, y = _mean_by_x([([r["it"] for r in rs], [r.get("hdl/pool_acc") for r in rs]) for rs in runs])
+                a1.plot(*ser["hdl/pool_size"], marker="o", label=f"hdl_{alg}", **st)
+                x, y = ser["hdl/pool_acc"]
                 a2.plot(x, 100 * y, marker="o", label=f"hdl_{alg}", **st)
             a1.set(xlabel="iteration", ylabel="HDL-labeled unlabeled samples", title="pool size")
             a2.set(xlabel="iteration", ylabel="pool label accuracy (%)", title="pool label accuracy")
@@ -241,12 +245,11 @@ def make_plots(grid, cells, plot_dir: str) -> Dict[str, List[str]]:
 
             # embedding votes against the model's own pseudo-labels at equal coverage
             fig, ax = plt.subplots(figsize=(7, 4.5))
-            for (alg, arm), runs in refreshes.items():
+            for (alg, arm), ser in series.items():
                 color = _style(grid.algorithms, alg, arm)["color"]
-                x, y = _mean_by_x([([r["it"] for r in rs], [r.get("hdl/pool_acc") for r in rs]) for rs in runs])
+                x, y = ser["hdl/pool_acc"]
                 ax.plot(x, 100 * y, marker="o", color=color, linestyle="-", label=f"{alg}: embedding vote (HDL)")
-                x, y = _mean_by_x([([r["it"] for r in rs], [r.get("hdl/logit_acc_equal_coverage") for r in rs])
-                                   for rs in runs])
+                x, y = ser["hdl/logit_acc_equal_coverage"]
                 ax.plot(x, 100 * y, marker="s", color=color, linestyle=":", label=f"{alg}: logits, equal coverage")
             ax.set(xlabel="iteration", ylabel="pseudo-label accuracy (%)",
                    title=f"{setting.name}: embedding vote vs logit pseudo-labels")
@@ -254,9 +257,7 @@ def make_plots(grid, cells, plot_dir: str) -> Dict[str, List[str]]:
             ax.legend(fontsize=8)
             _save(fig, plot_dir, f"{setting.name}_vote_vs_logit.png", written[setting.name])
 
-        long_tailed = any(float(c.config.get("lb_imb_ratio", 1)) != 1 or float(c.config.get("ulb_imb_ratio", 1)) != 1
-                          for c in done)
-        if grid.per_class and long_tailed:
+        if grid.per_class and setting.long_tailed:
             num_classes = int(_run_config(done[0].run_dir)["num_classes"])
             fig, ax = plt.subplots(figsize=(max(7, num_classes * 0.12), 4.5))
             drew = False

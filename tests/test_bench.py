@@ -133,6 +133,20 @@ def test_setting_may_run_fewer_algorithms(tmp_path):
     assert [c.key for c in bench.build_cells(grid)] == ["a/fixmatch_seed0", "a/freematch_seed0", "b/freematch_seed0"]
 
 
+def test_one_job_runs_cells_in_the_calling_thread(tmp_path, monkeypatch):
+    """jobs=1 (the default) trains in the caller's thread, so Ctrl-C reaches an in-process cell."""
+    import threading
+
+    grid = bench.load_grid(tiny_grid(tmp_path, seeds=[0, 1], algorithms=["fixmatch"], arms=["base"]))
+    cells = bench.build_cells(grid)
+    threads = []
+    monkeypatch.setattr(bench, "run_cell", lambda cell, isolation, env: threads.append(threading.current_thread())
+                        or False)
+    summary = bench.run_grid(grid, cells, progress=False)
+    assert threads == [threading.main_thread()] * 2
+    assert summary["failed"] == [c.key for c in cells] and summary["ran"] == []
+
+
 def test_jobs_run_cells_side_by_side_with_a_share_of_the_cores(tmp_path, monkeypatch):
     """--jobs 2: two cell processes at once (each sees the other's start file), one thread share each."""
     import sys
