@@ -3,7 +3,7 @@
     python scripts/compare_hierarchy_vote.py --features feats.npz --tree fashion_mnist \
         --per-class 4 [--imbalance 100] [--seeds 0 1 2]
 
-Same labeled samples per seed for every variant (``compare_labeling.sample_per_class``); prints
+Same labeled samples per seed for every variant (``compare_labeling.comparison_set``); prints
 accuracy, class-balanced accuracy and the mean LCA height of the mistakes on the unlabeled samples.
 """
 import argparse
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_labeling import long_tailed_subset, sample_per_class, scores  # noqa: E402
+from compare_labeling import comparison_set, scores  # noqa: E402
 
 from hdl.data.formats import FASHION_MNIST_CLASSES  # noqa: E402
 from hdl.hierarchy import load_shipped  # noqa: E402
@@ -42,18 +42,14 @@ def main(argv=None):
     variants = {"plain vote": {}, "smooth (S = 1 - h/L)": dict(hierarchy_vote="smooth", class_similarity=sim),
                 "coarse to fine (level-1 groups)": dict(hierarchy_vote="coarse_to_fine", class_groups=groups)}
     rows = {n: [] for n in variants}
-    data = np.load(a.features)
     for seed in a.seeds:
-        feats, truth = data["feats"].astype(np.float32), data["labels"].astype(np.int64)
-        if a.imbalance > 1:
-            keep = long_tailed_subset(truth, a.imbalance, seed)
-            feats, truth = feats[keep], truth[keep]
-        labels = sample_per_class(truth, a.per_class, seed)
+        feats, truth, labels = comparison_set(a.features, seed, a.imbalance, a.per_class)
         unl = labels < 0
         x = F.normalize(torch.from_numpy(feats), dim=1)
         sims, idx = knn_graph(x, 50)
         for name, opts in variants.items():
-            pred = hdl_label(sims, idx, torch.from_numpy(labels), len(CLASS_NAMES[a.tree]), **opts).labels.numpy()
+            pred = hdl_label(sims, idx, torch.from_numpy(labels), len(CLASS_NAMES[a.tree]), feats=x,
+                             **opts).labels.numpy()
             acc, bal = scores(pred, truth, unl)
             wrong = unl & (pred != truth) & (pred >= 0)
             dist = float(lca[truth[wrong], pred[wrong]].mean()) if wrong.any() else 0.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from typing import Optional
 
 import numpy as np
 import torch
@@ -82,6 +83,23 @@ def long_tailed_subset(labels: np.ndarray, ratio: float, seed: int) -> np.ndarra
     return np.sort(np.concatenate(keep))
 
 
+def comparison_set(features: Optional[str], seed: int, imbalance: float = 1.0, per_class: int = 0,
+                   label_frac: float = 0.01):
+    """(feats float32 (N, D), truth int64 (N,), given labels int64 (N,), -1 = unlabeled) of one seed:
+    the features file (``feats``/``labels``; long-tailed subset when ``imbalance > 1``) or, without
+    one, the hierarchical mixture; ``per_class`` labels per class, else a ``label_frac`` of each."""
+    if features:
+        data = np.load(features)
+        feats, truth = data["feats"].astype(np.float32), data["labels"].astype(np.int64)
+        if imbalance > 1:
+            keep = long_tailed_subset(truth, imbalance, seed)
+            feats, truth = feats[keep], truth[keep]
+    else:
+        feats, truth, _ = make_hierarchical_mixture(seed)
+    labels = sample_per_class(truth, per_class, seed) if per_class else sample_labeled(truth, label_frac, seed)
+    return feats, truth, labels
+
+
 def scores(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray):
     """(accuracy, class-balanced accuracy) of ``pred`` on ``mask``; -1 predictions are wrong."""
     p, t = pred[mask], truth[mask]
@@ -119,8 +137,7 @@ HDL_VARIANTS = {
 }
 
 
-def run_seed(feats: np.ndarray, truth: np.ndarray, frac: float, seed: int, backend: str, per_class: int = 0):
-    labels = sample_per_class(truth, per_class, seed) if per_class else sample_labeled(truth, frac, seed)
+def run_seed(feats: np.ndarray, truth: np.ndarray, labels: np.ndarray, backend: str):
     num_classes = int(truth.max()) + 1
     unl = labels < 0
     x = F.normalize(torch.from_numpy(feats).float(), dim=1)
@@ -156,15 +173,8 @@ def main(argv=None) -> None:
 
     per_seed = []
     for seed in args.seeds:
-        if args.features:
-            data = np.load(args.features)
-            feats, truth = data["feats"].astype(np.float32), data["labels"].astype(np.int64)
-            if args.imbalance > 1:
-                keep = long_tailed_subset(truth, args.imbalance, seed)
-                feats, truth = feats[keep], truth[keep]
-        else:
-            feats, truth, _ = make_hierarchical_mixture(seed)
-        per_seed.append(run_seed(feats, truth, args.label_frac, seed, args.backend, args.per_class))
+        feats, truth, labels = comparison_set(args.features, seed, args.imbalance, args.per_class, args.label_frac)
+        per_seed.append(run_seed(feats, truth, labels, args.backend))
 
     names = list(per_seed[0])
     mean = {n: np.mean([r[n] for r in per_seed], axis=0) for n in names}
