@@ -39,7 +39,7 @@ def _quiet_logger() -> logging.Logger:
 
 
 def default_refresh_every() -> int:
-    from hdl.algorithms.hdl_wrapper import hdl_arguments
+    from hdl.algorithms.usb.hdl_wrapper import hdl_arguments
 
     return next(a.default for a in hdl_arguments() if a.name == "--hdl_refresh_every")
 
@@ -50,7 +50,7 @@ def time_run(base: str, algorithm: str, iters: int, skip: int, save_dir: str, de
     from semilearn.core.hooks import Hook
 
     from hdl.algorithms import runner
-    from hdl.algorithms.config import load_yaml, resolve_config
+    from hdl.algorithms.run.config import load_yaml, resolve_config
 
     class Stamps(Hook):
         def __init__(self):

@@ -16,7 +16,7 @@ py=.venv/bin/python
 mkdir -p "$out"
 "$py" scripts/compare_labeling.py | tee "$out/set1_gaussian_mixture.md"
 if [ ! -f "$out/fashion_mnist_fixmatch/results.json" ]; then
-  "$py" -m hdl.algorithms.cli --config configs/fashion_mnist/fixmatch.yaml --num_train_iter 1000 \
+  "$py" -m hdl.algorithms.run.cli --config configs/fashion_mnist/fixmatch.yaml --num_train_iter 1000 \
     --num_eval_iter 250 --seed 0 --device cpu --save_dir "$out" --save_name fashion_mnist_fixmatch --no-progress
 fi
 [ -f "$out/features.npz" ] || "$py" scripts/export_features.py --run "$out/fashion_mnist_fixmatch" --out "$out/features.npz"

@@ -7,7 +7,7 @@ import argparse
 
 import numpy as np
 
-from hdl.algorithms.relabel_run import embed_training_set, load_run
+from hdl.algorithms.run.relabel_run import embed_training_set, load_run
 
 
 def main(argv=None):

@@ -9,7 +9,7 @@ import yaml
 
 pytest.importorskip("semilearn")
 
-from hdl.algorithms import bench, bench_report  # noqa: E402
+from hdl.algorithms.bench import cli as bench, report as bench_report  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 CONFIGS = os.path.join(ROOT, "configs")
@@ -41,8 +41,8 @@ def tiny_grid(tmp_path, **over):
 def test_grid_runs_reports_resumes_and_skips_finished_cells(tmp_path, capsys):
     from semilearn.core.hooks import Hook
 
-    from hdl.algorithms import runner
-    from hdl.algorithms.config import resolve_config
+    from hdl.algorithms.run import runner
+    from hdl.algorithms.run.config import resolve_config
 
     path = tiny_grid(tmp_path)
     grid = bench.load_grid(path)
@@ -272,8 +272,8 @@ def test_usb_protocol_svhn_stl10_configs_run_on_generated_standins(config, write
     """The GPU-scale SVHN (WRN-28-2) and STL-10 (WRN-37-2, 96x96) configs run two iterations."""
     from semilearn.algorithms import name2alg
 
-    from hdl.algorithms import runner
-    from hdl.algorithms.config import load_yaml, resolve_config
+    from hdl.algorithms.run import runner
+    from hdl.algorithms.run.config import load_yaml, resolve_config
     from tests.fakedata import write_stl10, write_svhn
 
     data = tmp_path / "data"

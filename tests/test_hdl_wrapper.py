@@ -9,8 +9,8 @@ import torch
 pytest.importorskip("semilearn")
 
 import hdl.algorithms  # noqa: E402,F401  (registers the hdl_* algorithms)
-from hdl.algorithms import runner  # noqa: E402
-from hdl.algorithms.config import load_yaml, resolve_config  # noqa: E402
+from hdl.algorithms.run import runner  # noqa: E402
+from hdl.algorithms.run.config import load_yaml, resolve_config  # noqa: E402
 from semilearn.algorithms import name2alg  # noqa: E402
 from semilearn.core.hooks import Hook  # noqa: E402
 

@@ -11,9 +11,10 @@ import torch
 pytest.importorskip("semilearn")
 
 import hdl.algorithms  # noqa: E402,F401  (registers the hdl_* algorithms)
-from hdl.algorithms import imbalance, runner  # noqa: E402
-from hdl.algorithms.config import load_yaml, resolve_config  # noqa: E402
-from hdl.algorithms.device import DeviceMixin  # noqa: E402
+from hdl.algorithms.run import runner  # noqa: E402
+from hdl.algorithms.usb import imbalance  # noqa: E402
+from hdl.algorithms.run.config import load_yaml, resolve_config  # noqa: E402
+from hdl.algorithms.usb.device import DeviceMixin  # noqa: E402
 from hdl.data.splits import make_imbalance_counts  # noqa: E402
 from semilearn.algorithms import name2alg  # noqa: E402
 

@@ -11,9 +11,9 @@ import torch
 pytest.importorskip("semilearn")
 
 import hdl.algorithms  # noqa: E402,F401
-from hdl.algorithms import runner  # noqa: E402
-from hdl.algorithms.config import load_yaml, resolve_config  # noqa: E402
-from hdl.algorithms.relabel_run import embed_training_set, load_run, main, relabel_run  # noqa: E402
+from hdl.algorithms.run import runner  # noqa: E402
+from hdl.algorithms.run.config import load_yaml, resolve_config  # noqa: E402
+from hdl.algorithms.run.relabel_run import embed_training_set, load_run, main, relabel_run  # noqa: E402
 from hdl.relabel import relabel  # noqa: E402
 from semilearn.algorithms import name2alg  # noqa: E402
 
@@ -121,7 +121,7 @@ def test_cli_labeling_options_reach_hdl(run_dir, tmp_path, capsys):
 def test_image_folder_run_writes_file_names_from_one_data_load(tmp_path):
     from unittest import mock
 
-    import hdl.algorithms.datasets as ds
+    import hdl.algorithms.usb.datasets as ds
     from tests.fakedata import write_image_folder
 
     write_image_folder(tmp_path / "imgs", classes=("a", "b", "c"), n_train=12, n_test=3, size=(8, 8))

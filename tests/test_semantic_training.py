@@ -8,8 +8,8 @@ import torch
 pytest.importorskip("semilearn")
 
 import hdl.algorithms  # noqa: E402,F401  (registers the hdl_* algorithms)
-from hdl.algorithms import runner  # noqa: E402
-from hdl.algorithms.semantic_loss import (  # noqa: E402
+from hdl.algorithms.run import runner  # noqa: E402
+from hdl.algorithms.usb.semantic_loss import (  # noqa: E402
     HEAD_NAME,
     SupervisedLossTap,
     pmi_embedding_from_graph,

@@ -9,9 +9,9 @@ import torch
 
 pytest.importorskip("semilearn")
 
-from hdl.algorithms.config import load_yaml, resolve_config  # noqa: E402
-from hdl.algorithms.registry import SUPPORTED_BASES  # noqa: E402
-from hdl.algorithms import runner  # noqa: E402
+from hdl.algorithms.run.config import load_yaml, resolve_config  # noqa: E402
+from hdl.algorithms.usb.registry import SUPPORTED_BASES  # noqa: E402
+from hdl.algorithms.run import runner  # noqa: E402
 from semilearn.core.hooks import Hook  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "digits")
@@ -113,7 +113,7 @@ def test_hook_state_restored_on_device(tmp_path):
 
 
 def test_hdl_train_and_eval_commands(tmp_path, capsys):
-    from hdl.algorithms.cli import eval_main, train_main
+    from hdl.algorithms.run.cli import eval_main, train_main
 
     cfg = os.path.join(CONFIGS, "fixmatch.yaml")
     rc = train_main(["--config", cfg, "--no-progress", "--num_train_iter", "4", "--num_eval_iter", "2",
@@ -177,7 +177,7 @@ def test_usb_published_keys_accepted_with_warning(tmp_path):
 
 
 def test_missing_config_file_and_data_dir(tmp_path):
-    from hdl.algorithms.cli import train_main
+    from hdl.algorithms.run.cli import train_main
 
     assert train_main(["--config", str(tmp_path / "nope.yaml")]) == 2
     args = tiny_args("fixmatch", tmp_path, dataset="fashion_mnist", data_dir=str(tmp_path / "missing"), num_classes=10)
@@ -234,7 +234,7 @@ def test_user_npz_grey_images_bind_the_network_channels(tmp_path):
     a USB net (RGB only) is refused with the reason."""
     from unittest import mock
 
-    import hdl.algorithms.datasets as ds
+    import hdl.algorithms.usb.datasets as ds
     from tests.fakedata import write_npz
 
     path = tmp_path / "grey.npz"
@@ -252,7 +252,7 @@ def test_user_npz_grey_images_bind_the_network_channels(tmp_path):
 
 
 def test_channel_stats_match_numpy():
-    from hdl.algorithms.datasets import channel_stats
+    from hdl.algorithms.usb.datasets import channel_stats
 
     x = np.random.default_rng(0).integers(0, 256, (50, 5, 4, 3), dtype=np.uint8)
     mean, std = channel_stats(x, chunk=7)

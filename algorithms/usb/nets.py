@@ -1,29 +1,12 @@
-"""Which USB algorithms run here, and how their device-aware classes are made."""
+"""Network builders: the project's small networks by name, else USB's."""
 from __future__ import annotations
 
 import functools
-from typing import Callable, Dict, Optional, Type
+from typing import Callable, Optional
 
-from semilearn.algorithms import name2alg
 from semilearn.core.utils import get_net_builder as usb_get_net_builder
 
 from hdl.nets import NETS, get_net
-
-from .device import DeviceMixin
-
-SUPPORTED_BASES = ("fixmatch", "freematch", "mixmatch", "remixmatch")
-
-_CACHE: Dict[str, Type] = {}
-
-
-def device_algorithm(name: str) -> Type:
-    """USB's algorithm class ``name`` with :class:`DeviceMixin` first in its bases."""
-    if name not in SUPPORTED_BASES:
-        raise ValueError(f"algorithm: expected one of {list(SUPPORTED_BASES)}, got {name!r}")
-    if name not in _CACHE:
-        base = name2alg[name]
-        _CACHE[name] = type(f"Device{base.__name__}", (DeviceMixin, base), {"base_name": name, "__module__": __name__})
-    return _CACHE[name]
 
 
 def get_net_builder(net: str, from_name: bool = False, in_chans: Optional[int] = 3) -> Callable:

@@ -58,7 +58,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .config import BASE_ALGORITHMS, load_yaml
+from ..run.config import BASE_ALGORITHMS, load_yaml
 
 ARMS = ("base", "hdl")
 ISOLATIONS = ("subprocess", "inprocess")
@@ -332,7 +332,7 @@ def allowed_algorithms() -> List[str]:
     import hdl.algorithms  # noqa: F401  (registers the hdl_* algorithms)
     from semilearn.algorithms import name2alg
 
-    from .registry import SUPPORTED_BASES
+    from ..usb.registry import SUPPORTED_BASES
 
     return sorted(set(SUPPORTED_BASES) | {n for n in name2alg.keys() if n.startswith("hdl_")})
 
@@ -341,7 +341,7 @@ def hdl_only_keys(algorithm: str) -> frozenset:
     """Config keys that ``hdl_<algorithm>`` accepts and ``<algorithm>`` does not (the project's
     keys, accepted by both, excluded)."""
     allowed_algorithms()
-    from .config import PROJECT_KEYS, usb_defaults
+    from ..run.config import PROJECT_KEYS, usb_defaults
 
     return frozenset(set(usb_defaults("hdl_" + algorithm)) - set(usb_defaults(algorithm)) - set(PROJECT_KEYS))
 
@@ -364,7 +364,7 @@ def build_cells(grid: Grid, overrides: Optional[Dict[str, Any]] = None, validate
     command line's) applied to all; with ``validate`` each config goes through ``resolve_config``."""
     overrides = _mapping(overrides, "command line overrides")
     allowed = allowed_algorithms()
-    from .config import resolve_config
+    from ..run.config import resolve_config
 
     cells = []
     for setting in grid.settings:

@@ -1,5 +1,5 @@
-"""``hdl-bench``: run every cell of a benchmark grid (:mod:`.bench_grid`) with ``runner.train``,
-one after the other, then summarise the finished cells (:mod:`.bench_report`).
+"""``hdl-bench``: run every cell of a benchmark grid (:mod:`.grid`) with ``runner.train``,
+one after the other, then summarise the finished cells (:mod:`.report`).
 
     hdl-bench --config configs/bench/fashion_mnist_offline.yaml [--dry-run] [--only-table]
               [--in-process] [--out-dir DIR] [--only-settings a,b] [--only-algorithms ...]
@@ -11,7 +11,7 @@ fresh ``hdl-train`` process each (``isolation: subprocess``, the default) or in 
 (``inprocess`` / ``--in-process``). ``bench_cell.yaml`` in the run folder records the cell's
 config; a failed cell leaves ``bench_output.txt`` (subprocess) or ``bench_error.txt``
 (in-process) and is tried again by the next invocation. ``--key value`` pairs override the
-config of every cell (see :func:`.bench_grid.build_cells` for the order).
+config of every cell (see :func:`.grid.build_cells` for the order).
 """
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from .bench_grid import (ARMS, ISOLATIONS, Cell, Grid, Setting, allowed_algorithms, build_cells, hdl_only_keys,
+from .grid import (ARMS, ISOLATIONS, Cell, Grid, Setting, allowed_algorithms, build_cells, hdl_only_keys,
                          load_grid, parse_grid, select_cells)
-from .config import parse_overrides
+from ..run.config import parse_overrides
 
 __all__ = ["ARMS", "Cell", "Grid", "Setting", "build_cells", "hdl_only_keys", "load_grid", "main", "parse_grid",
            "run_cell", "run_grid", "select_cells"]
@@ -39,7 +39,7 @@ log = logging.getLogger("hdl.bench")
 
 # ----------------------------------------------------------------------------- running
 def _train_command(cell_yaml: str) -> List[str]:
-    return [sys.executable, "-m", "hdl.algorithms.cli", "--config", cell_yaml, "--no-progress"]
+    return [sys.executable, "-m", "hdl.algorithms.run.cli", "--config", cell_yaml, "--no-progress"]
 
 
 def _record_config(cell: Cell) -> str:
@@ -84,8 +84,8 @@ def run_cell(cell: Cell, isolation: str = "subprocess", env: Optional[Dict[str, 
         if rc != 0:
             log.error("cell %s failed (exit %d); see %s", cell.key, rc, os.path.join(cell.run_dir, "bench_output.txt"))
     else:
-        from . import runner
-        from .config import resolve_config
+        from ..run import runner
+        from ..run.config import resolve_config
 
         try:
             with warnings.catch_warnings():
@@ -173,7 +173,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for what in ("settings", "algorithms", "arms", "seeds"):
         p.add_argument(f"--only-{what}", default=None, help=f"comma-separated {what} to run (default: all)")
     known, rest = p.parse_known_args(argv)
-    from . import bench_report
+    from . import report as bench_report
 
     try:
         grid = load_grid(known.config)

@@ -21,7 +21,7 @@ from semilearn.core.utils.misc import EMA
 from hdl.data import DATASET_INFO
 
 from .config import dump_config
-from .registry import device_algorithm, get_net_builder
+from ..usb.registry import device_algorithm, get_net_builder
 
 log = logging.getLogger("hdl")
 
@@ -63,8 +63,8 @@ def algorithm_class(args: argparse.Namespace):
     combined with USB's ``args.imb_algorithm`` when that is set (see :mod:`.imbalance`)."""
     from semilearn.algorithms import name2alg
 
-    from .device import DeviceMixin
-    from .imbalance import imbalance_algorithm
+    from ..usb.device import DeviceMixin
+    from ..usb.imbalance import imbalance_algorithm
 
     cls = name2alg[args.algorithm] if args.algorithm in name2alg else None
     if cls is None or not issubclass(cls, DeviceMixin):

@@ -154,7 +154,7 @@ def per_class_accuracy(run_dir: str, num_classes: int) -> Optional[np.ndarray]:
     """Test accuracy per class (NaN for a class absent from the test set) at the best-validation
     checkpoint, from ``predictions_test_best.csv`` (written by ``runner.evaluate_run`` when missing
     or older than ``results.json``); None if evaluation fails."""
-    from .runner import evaluate_run
+    from ..run.runner import evaluate_run
 
     pred_path = os.path.join(run_dir, "predictions_test_best.csv")
     res_path = os.path.join(run_dir, "results.json")

@@ -28,7 +28,7 @@ def train_main(argv: Optional[List[str]] = None) -> int:
 
     from . import runner
     from .config import load_yaml, parse_overrides, resolve_config
-    from .registry import SUPPORTED_BASES
+    from ..usb.registry import SUPPORTED_BASES
 
     try:
         cfg = load_yaml(known.config)

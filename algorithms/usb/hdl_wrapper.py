@@ -362,7 +362,7 @@ class HDLMixin:
     @torch.no_grad()
     def _embed_with_ema(self):
         """Re-embed every training image with the EMA model (evaluation transform) into the bank."""
-        from .relabel_run import embed_training_set
+        from .embedding import embed_training_set
 
         index, feats = embed_training_set(self)
         self.bank.update(torch.as_tensor(index, dtype=torch.long), feats)

@@ -1,0 +1,218 @@
+"""YAML configuration: USB's keys and defaults, the project's keys, one validation pass.
+
+A config is a flat YAML mapping of USB's keys (so a USB config runs after changing
+``algorithm:``, ``dataset:`` and ``data_dir:``) plus the project's keys in ``PROJECT_KEYS`` and
+those of the chosen algorithm.  Defaults come from USB's own ``get_config``.  Every key is used or
+rejected; USB keys that do nothing here (``IGNORED_KEYS``) are accepted with one warning each.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import warnings
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import yaml
+
+log = logging.getLogger("hdl")
+
+BASE_ALGORITHMS = ("fixmatch", "freematch", "mixmatch", "remixmatch")
+
+# project keys and their defaults
+PROJECT_KEYS: Dict[str, Any] = {
+    "num_val": 0,  # validation images per class, removed before the labeled/unlabeled split
+    "device": "auto",  # auto | cpu | cuda | cuda:N
+    "download": False,  # let torchvision download cifar10/100, svhn, stl10 into data_dir
+}
+
+# keys present in USB's published configs that have no effect here
+IGNORED_KEYS = {
+    "clip": "USB never reads it",
+    "dist_url": "single-process runs only",
+    "dist_backend": "single-process runs only",
+    "world_size": "single-process runs only",
+    "rank": "single-process runs only",
+    "gpu": "the device is chosen by the 'device' key",
+    "c": "the config file is given with --config",
+    "multiprocessing_distributed": "hdl-train runs one process on one device",
+    "distributed": "hdl-train runs one process on one device",
+    "use_wandb": "hdl-train writes TensorBoard logs, never wandb",
+    "use_aim": "hdl-train writes TensorBoard logs, never aim",
+}
+
+
+# keys that take a word or a number (stored as str)
+STR_OR_INT = ("hdl_k",)
+
+_POSITIVE_INT = ("num_train_iter", "epoch", "batch_size", "eval_batch_size", "uratio", "num_eval_iter",
+                 "num_log_iter", "num_classes", "num_labels")
+_NON_NEGATIVE_INT = ("num_workers", "num_warmup_iter", "num_val")
+
+
+def _choices() -> Dict[str, Sequence[Any]]:
+    from hdl.data import DATASETS
+
+    return {
+        "dataset": tuple(DATASETS),
+        "optim": ("SGD", "AdamW"),
+        "train_sampler": ("RandomSampler", "WeightedRandomSampler"),
+    }
+
+
+def load_yaml(path: str) -> Dict[str, Any]:
+    """Read a YAML mapping; a missing file or a non-mapping raises with the path."""
+    try:
+        with open(path) as f:
+            cfg = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--config: no such file: {path}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"--config: {path} is not valid YAML: {e}") from None
+    if cfg is None:
+        cfg = {}
+    if not isinstance(cfg, dict):
+        raise ValueError(f"--config: {path} must hold a mapping of key: value, got {type(cfg).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in cfg.items()}
+
+
+def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
+    """``['--lr', '0.01', '--seed', '2']`` -> ``{'lr': 0.01, 'seed': 2}`` (values read as YAML)."""
+    out: Dict[str, Any] = {}
+    items = list(items)
+    i = 0
+    while i < len(items):
+        key = items[i]
+        if not key.startswith("--") or len(key) < 3:
+            raise ValueError(f"expected --key value pairs after --config, got {key!r}")
+        key = key[2:].replace("-", "_")
+        if "=" in key:
+            key, raw = key.split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(items):
+                raise ValueError(f"--{key}: missing value")
+            raw = items[i + 1]
+            i += 2
+        out[key] = yaml.safe_load(raw)
+    return out
+
+
+def usb_defaults(algorithm: str, imb_algorithm: Optional[str] = None) -> Dict[str, Any]:
+    """USB's defaults for every key of ``algorithm`` (and ``imb_algorithm``), from USB's get_config."""
+    from semilearn.lighting.config import get_config
+
+    cfg = {"algorithm": algorithm}
+    if imb_algorithm:
+        cfg["imb_algorithm"] = imb_algorithm
+    ns = get_config(cfg)
+    return vars(ns)
+
+
+def _type_ok(value: Any, default: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return True
+
+
+def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_defaults: Optional[Dict[str, Any]] = None) -> argparse.Namespace:
+    """Validate ``cfg`` and return the full argument namespace USB's algorithms read.
+
+    Raises ValueError naming the key, the allowed values and what was given.
+    """
+    cfg = dict(cfg)
+    algorithms = list(algorithms)
+    alg = cfg.get("algorithm")
+    if alg not in algorithms:
+        raise ValueError(f"algorithm: expected one of {sorted(algorithms)}, got {alg!r}")
+    imb = cfg.get("imb_algorithm")
+    if imb is not None:
+        from ..usb.imbalance import check_combination
+
+        if not isinstance(imb, str):
+            raise ValueError(f"imb_algorithm: expected a name or null, got {imb!r} ({type(imb).__name__})")
+        check_combination(alg, imb)
+    for key in ("dataset", "num_labels", "num_classes"):
+        if key not in cfg:
+            raise ValueError(f"{key}: required key missing from the config")
+    defaults = usb_defaults(alg, imb)
+    defaults.update(PROJECT_KEYS)
+    defaults.update(extra_defaults or {})
+    defaults["save_name"] = None
+    defaults["data_dir"] = None
+
+    for key in list(cfg):
+        if key in IGNORED_KEYS:
+            warnings.warn(f"config key {key!r} has no effect here ({IGNORED_KEYS[key]}); ignored", stacklevel=2)
+            cfg.pop(key)
+
+    unknown = [k for k in cfg if k not in defaults]
+    if unknown:
+        msgs = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, list(defaults), n=1)
+            msgs.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"unknown config key(s): {', '.join(msgs)}")
+
+    for key in STR_OR_INT:
+        if isinstance(cfg.get(key), int) and not isinstance(cfg.get(key), bool):
+            cfg[key] = str(cfg[key])
+    for key, value in cfg.items():
+        if not _type_ok(value, defaults[key]):
+            raise ValueError(
+                f"{key}: expected {type(defaults[key]).__name__}, got {value!r} ({type(value).__name__})"
+            )
+        if isinstance(defaults[key], float) and isinstance(value, int):
+            cfg[key] = float(value)
+
+    for key, allowed in _choices().items():
+        if key in cfg and cfg[key] not in allowed:
+            raise ValueError(f"{key}: expected one of {list(allowed)}, got {cfg[key]!r}")
+    for key in _POSITIVE_INT:
+        if key in cfg and not (isinstance(cfg[key], int) and cfg[key] >= 1):
+            raise ValueError(f"{key}: expected an integer >= 1, got {cfg[key]!r}")
+    for key in _NON_NEGATIVE_INT:
+        if key in cfg and not (isinstance(cfg[key], int) and cfg[key] >= 0):
+            raise ValueError(f"{key}: expected an integer >= 0, got {cfg[key]!r}")
+    for key in ("lr",):
+        if key in cfg and not cfg[key] > 0:
+            raise ValueError(f"{key}: expected a number > 0, got {cfg[key]!r}")
+    if "ema_m" in cfg and not 0.0 <= cfg["ema_m"] < 1.0:
+        raise ValueError(f"ema_m: expected a number in [0, 1), got {cfg['ema_m']!r}")
+    if "crop_ratio" in cfg and not 0.0 < cfg["crop_ratio"] <= 1.0:
+        raise ValueError(f"crop_ratio: expected a number in (0, 1], got {cfg['crop_ratio']!r}")
+    if "p_cutoff" in cfg and not 0.0 <= cfg["p_cutoff"] <= 1.0:
+        raise ValueError(f"p_cutoff: expected a number in [0, 1], got {cfg['p_cutoff']!r}")
+    for key in ("lb_imb_ratio", "ulb_imb_ratio"):
+        if key in cfg and (cfg[key] == 0 or (key == "lb_imb_ratio" and cfg[key] < 1)):
+            raise ValueError(f"{key}: expected >= 1 (ulb_imb_ratio may be <= -1 for reversed), got {cfg[key]!r}")
+    if "device" in cfg:
+        dev = str(cfg["device"])
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
+
+    resolved = dict(defaults)
+    resolved.update(cfg)
+    resolved["multiprocessing_distributed"] = False
+    resolved["distributed"] = False
+    resolved["use_wandb"] = False
+    resolved["use_aim"] = False
+    resolved["gpu"] = None
+    if not resolved.get("save_name"):
+        resolved["save_name"] = f"{alg}_{resolved['dataset']}_{resolved['num_labels']}_{resolved['seed']}"
+    return argparse.Namespace(**resolved)
+
+
+def dump_config(ns: argparse.Namespace) -> str:
+    """The resolved configuration as YAML text (saved next to the run)."""
+    skip = {"dist_url", "gpu", "distributed", "world_size", "rank", "c", "dist_backend"}
+    data = {k: v for k, v in sorted(vars(ns).items()) if k not in skip and not k.startswith("_")}
+    return yaml.safe_dump(data, sort_keys=True)

@@ -1,0 +1,322 @@
+"""Device layer: run USB's algorithms on CPU or one CUDA GPU without editing semilearn.
+
+USB hard-codes CUDA device calls in ``process_batch``, ``evaluate`` and some ``load_model`` methods,
+times steps with CUDA events, and moves the model with ``send_model_cuda``.  ``DeviceMixin``
+overrides exactly those places; it goes first in the bases of a USB algorithm class::
+
+    class CPUFixMatch(DeviceMixin, FixMatch): base_name = "fixmatch"
+
+The mixin is the one place that decides the device (``self.device``), moves batches, runs
+evaluation, times steps, places the model (after the whole algorithm is built, and again before
+the run, since some imbalance algorithms wrap the model late), saves checkpoints atomically and
+restores every hook's tensor state on the right device.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from inspect import signature
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+)
+
+from semilearn.core.algorithmbase import AlgorithmBase
+from semilearn.core.hooks import EvaluationHook, Hook, TimerHook
+
+from .settings import RunSettings
+
+
+def resolve_device(spec: str) -> torch.device:
+    """Map a ``device`` setting to a torch device.
+
+    ``"auto"``: ``cuda:0`` when CUDA is available, else ``cpu``. ``"cpu"``, ``"cuda"``, ``"cuda:N"``
+    are taken as given; a CUDA device that does not exist raises ValueError.
+    """
+    if spec == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as e:
+        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {spec!r} was asked for but CUDA is not available; use 'cpu' or 'auto'")
+        index = 0 if dev.index is None else dev.index
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device: {spec!r} does not exist; {torch.cuda.device_count()} CUDA device(s) found")
+        dev = torch.device("cuda", index)
+    elif dev.type != "cpu":
+        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+    return dev
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class DeviceTimerHook(Hook):
+    """Wall-clock step timing that works on every device (replaces USB's CUDA-event TimerHook).
+
+    Logs ``train/prefetch_time`` (waiting for the batch) and ``train/run_time`` (the step, the
+    parameter update and the hooks that ran before this one), in seconds, and ``lr``.
+    """
+
+    def before_run(self, algorithm):
+        self._last = time.perf_counter()
+        self._start = self._last
+
+    def before_train_step(self, algorithm):
+        now = time.perf_counter()
+        self._prefetch = now - self._last
+        self._start = now
+
+    def after_train_step(self, algorithm):
+        _sync(algorithm.device)
+        now = time.perf_counter()
+        algorithm.log_dict["lr"] = algorithm.optimizer.param_groups[-1]["lr"]
+        algorithm.log_dict["train/prefetch_time"] = self._prefetch
+        algorithm.log_dict["train/run_time"] = now - self._start
+        self._last = now
+
+
+class StepStateHook(Hook):
+    """Tracks whether the algorithm is inside a train step (between the first
+    ``before_train_step`` and the last ``after_train_step`` hook), so checkpoints record the
+    number of completed iterations exactly."""
+
+    def __init__(self, entering: bool):
+        self.entering = entering
+
+    def before_train_step(self, algorithm):
+        if self.entering:
+            algorithm._in_train_step = True
+
+    def after_train_step(self, algorithm):
+        if not self.entering:
+            algorithm._in_train_step = False
+
+
+class PlacementHook(Hook):
+    """Places model, EMA model and optimizer state on the device before the run (after
+    everything that wraps the model has run)."""
+
+    def before_run(self, algorithm):
+        algorithm.place_on_device()
+
+
+class ResultsEvaluationHook(EvaluationHook):
+    """USB's validation hook, with an honest end of run.
+
+    During training it is USB's hook (evaluate on ``eval``, track the best).  After the run it
+    saves the last checkpoint, evaluates ``test`` with the final weights, then loads the
+    best-validation checkpoint (EMA weights included: USB keeps the final EMA shadow here) and
+    evaluates ``test`` again.  Results go to ``algorithm.results_dict``.
+    """
+
+    def after_run(self, algorithm):
+        save_path = os.path.join(algorithm.save_dir, algorithm.save_name)
+        algorithm.save_model("latest_model.pth", save_path)
+        results = {"eval/best_acc": algorithm.best_eval_acc, "eval/best_it": algorithm.best_it}
+        if "test" in algorithm.loader_dict:
+            final = algorithm.evaluate("test")
+            results.update({f"final_{k}": v for k, v in final.items()})
+            best_path = os.path.join(save_path, "model_best.pth")
+            if os.path.exists(best_path):
+                last_it = algorithm.it
+                algorithm.load_model(best_path)
+                if algorithm.ema is not None:
+                    algorithm.ema.load(algorithm.ema_model)
+                best = algorithm.evaluate("test")
+                results.update({f"best_{k}": v for k, v in best.items()})
+                results["test/best_acc"] = best["test/top-1-acc"]
+                algorithm.it = last_it
+        algorithm.results_dict = results
+
+
+class DeviceMixin:
+    """Put first in the bases of a USB algorithm class; set ``base_name`` to USB's name of the
+    base algorithm (it decides which views USB's datasets return)."""
+
+    base_name: str = ""
+
+    def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
+        self.settings = RunSettings.from_args(args, base_name=self.base_name)
+        self.device = resolve_device(self.settings.device)
+        self._in_train_step = False
+        self.split_info = None
+        super().__init__(args, net_builder, tb_log=tb_log, logger=logger, **kwargs)
+        self.gpu = self.device.index if self.device.type == "cuda" else None
+        if self.use_amp and self.device.type != "cuda":
+            raise ValueError("amp: True needs a CUDA device; this run is on the CPU (set amp: False)")
+        self.place_on_device()
+        self.print_fn(f"device: {self.device}")
+
+    # ------------------------------------------------------------------ placement
+    def place_on_device(self) -> None:
+        """Move model, EMA model and any optimizer state to ``self.device`` (idempotent)."""
+        self.model.to(self.device)
+        if self.ema_model is not None:
+            self.ema_model.to(self.device)
+        for state in self.optimizer.state.values():
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.device != self.device and v.dim() > 0:
+                    state[k] = v.to(self.device)
+
+    # ------------------------------------------------------------------ data
+    def set_dataset(self):
+        from .datasets import build_dataset_dict
+
+        from .nets import bind_channels
+
+        dataset_dict, info = build_dataset_dict(self.settings, self.base_name, self.args.num_classes)
+        self.split_info = info
+        self.net_builder = bind_channels(self.net_builder, self.args.net, info.image_shape[2])
+        self.args.ulb_dest_len = len(dataset_dict["train_ulb"])
+        self.args.lb_dest_len = len(dataset_dict["train_lb"])
+        self.print_fn(
+            f"dataset {self.settings.dataset}: labeled {self.args.lb_dest_len}, unlabeled "
+            f"{self.args.ulb_dest_len}, validation {len(info.splits.val_idx)}, test {len(dataset_dict['test'])}"
+        )
+        return dataset_dict
+
+    def process_batch(self, input_args=None, **kwargs):
+        """Keep the entries the train step names and move tensors to ``self.device``."""
+        if input_args is None:
+            input_args = list(signature(self.train_step).parameters.keys())
+        out = {}
+        for arg, var in kwargs.items():
+            if arg not in input_args or var is None:
+                continue
+            if isinstance(var, dict):
+                var = {k: v.to(self.device, non_blocking=True) for k, v in var.items()}
+            elif torch.is_tensor(var):
+                var = var.to(self.device, non_blocking=True)
+            out[arg] = var
+        return out
+
+    # ------------------------------------------------------------------ hooks
+    def set_hooks(self):
+        super().set_hooks()
+        for i, hook in enumerate(self._hooks):
+            if type(hook) is TimerHook:
+                new = DeviceTimerHook()
+            elif type(hook) is EvaluationHook:
+                new = ResultsEvaluationHook()
+            else:
+                continue
+            new.priority, new.name = hook.priority, hook.name
+            self._hooks[i] = new
+        self.register_hook(StepStateHook(entering=True), "StepEnterHook", "HIGHEST")
+        self.register_hook(PlacementHook(), "PlacementHook", "HIGHEST")
+        self.register_hook(StepStateHook(entering=False), "StepExitHook", "LOWEST")
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def predict(self, eval_dest: str = "eval", out_key: str = "logits"):
+        """Logits (N, C) float32 numpy and labels (N,) of a loader, with the EMA weights."""
+        self.model.eval()
+        self.ema.apply_shadow()
+        ys, logits_all, loss_sum = [], [], 0.0
+        try:
+            for data in self.loader_dict[eval_dest]:
+                x, y = data["x_lb"], data["y_lb"]
+                x = {k: v.to(self.device) for k, v in x.items()} if isinstance(x, dict) else x.to(self.device)
+                y = y.to(self.device)
+                logits = self.model(x)[out_key]
+                loss_sum += F.cross_entropy(logits, y, reduction="sum", ignore_index=-1).item()
+                ys.append(y.cpu().numpy())
+                logits_all.append(logits.float().cpu().numpy())
+        finally:
+            self.ema.restore()
+            self.model.train()
+        y_true = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+        logits = np.concatenate(logits_all) if logits_all else np.zeros((0, self.num_classes), np.float32)
+        return logits, y_true, loss_sum
+
+    def evaluate(self, eval_dest="eval", out_key="logits", return_logits=False):
+        logits, y_true, loss_sum = self.predict(eval_dest, out_key)
+        out = self.eval_metrics(eval_dest, logits, y_true, loss_sum)
+        if return_logits:
+            out[f"{eval_dest}/logits"] = logits
+        return out
+
+    def eval_metrics(self, eval_dest: str, logits: np.ndarray, y_true: np.ndarray, loss_sum: float) -> Dict[str, float]:
+        """USB's evaluation keys (plus :meth:`extra_eval_metrics`) from :meth:`predict`'s output."""
+        if len(y_true) == 0:
+            raise ValueError(f"evaluation split {eval_dest!r} is empty")
+        y_pred = logits.argmax(axis=1)
+        labels = np.arange(self.num_classes)
+        out = {
+            f"{eval_dest}/loss": loss_sum / len(y_true),
+            f"{eval_dest}/top-1-acc": accuracy_score(y_true, y_pred),
+            f"{eval_dest}/balanced_acc": balanced_accuracy_score(y_true, y_pred),
+            f"{eval_dest}/precision": precision_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+            f"{eval_dest}/recall": recall_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+            f"{eval_dest}/F1": f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+        }
+        out.update(self.extra_eval_metrics(eval_dest, logits, y_true))
+        self.last_confusion = {eval_dest: confusion_matrix(y_true, y_pred, labels=labels, normalize="true")}
+        return out
+
+    def extra_eval_metrics(self, eval_dest: str, logits: np.ndarray, y_true: np.ndarray) -> Dict[str, float]:
+        """Extension point for further metrics (one float per key)."""
+        return {}
+
+    # ------------------------------------------------------------------ checkpoints
+    def get_save_dict(self):
+        save_dict = super().get_save_dict()
+        save_dict["best_eval_acc"] = float(self.best_eval_acc)
+        done = self.it + 1 if self._in_train_step else self.it
+        save_dict["it"] = done
+        # completed epochs: a resumed run continues inside an interrupted epoch
+        save_dict["epoch"] = done // max(self.num_iter_per_epoch, 1)
+        save_dict["hook_state"] = {
+            hook.name: {k: v.detach().cpu().clone() for k, v in vars(hook).items() if torch.is_tensor(v)}
+            for hook in self._hooks
+        }
+        save_dict["settings"] = self.settings.to_dict()
+        return save_dict
+
+    def save_model(self, save_name, save_path):
+        """Save atomically: a crash leaves the previous checkpoint, never half a file."""
+        os.makedirs(save_path, exist_ok=True)
+        target = os.path.join(save_path, save_name)
+        fd, tmp = tempfile.mkstemp(prefix=f".{save_name}.", dir=save_path)
+        os.close(fd)
+        try:
+            torch.save(self.get_save_dict(), tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def load_model(self, load_path):
+        """Restore weights, EMA, optimizer, scheduler, iteration and every hook's tensors.
+
+        Uses the generic base loader (the FreeMatch/ReMixMatch loaders hard-code CUDA device moves)
+        and then puts each saved hook tensor back on ``self.device``.
+        """
+        if not os.path.isfile(load_path):
+            raise FileNotFoundError(f"load_path: no checkpoint at {load_path}")
+        checkpoint = AlgorithmBase.load_model(self, load_path)
+        for name, state in checkpoint.get("hook_state", {}).items():
+            hook = self.hooks_dict.get(name)
+            if hook is None:
+                continue
+            for k, v in state.items():
+                setattr(hook, k, v.to(self.device))
+        self.place_on_device()
+        return checkpoint
