@@ -67,7 +67,7 @@ import inspect
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -118,25 +118,69 @@ PRIOR_UNIFORM_MIX = 0.25
 # class_prior="auto": given labels count as balanced when max/min class count <= this
 BALANCED_LABELS_RATIO = 1.5
 
-# option -> (check, allowed values in words); the single place where options are validated
-OPTION_TABLE = {
-    "k": (lambda v: v == "adaptive" or (_is_int(v) and v >= 1), "'adaptive' or an int >= 1"),
-    "weighting": (lambda v: v in WEIGHTINGS, f"one of {WEIGHTINGS}"),
-    "gamma": (lambda v: _is_real(v) and v > 0, "a finite float > 0"),
-    "level_quantile": (lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]"),
-    "min_votes": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    "min_agreement": (lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]"),
-    "class_quota": (lambda v: v is None or (_is_real(v) and v > 0), "None or a float > 0"),
-    "class_prior": (lambda v: v in CLASS_PRIORS, f"one of {CLASS_PRIORS}"),
-    "max_rounds": (lambda v: v is None or (_is_int(v) and v >= 1), "None or an int >= 1"),
-    "fallback": (lambda v: v in FALLBACKS, f"one of {FALLBACKS}"),
-    "adaptive_rule": (lambda v: v in ADAPTIVE_RULES, f"one of {ADAPTIVE_RULES}"),
-    "delta": (lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]"),
-    "k_min": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    "min_pairs": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    "hierarchy_vote": (lambda v: v in HIERARCHY_VOTES, f"one of {HIERARCHY_VOTES}"),
-    "class_similarity": (lambda v: v is None or isinstance(v, torch.Tensor), "None or a (C, C) float tensor"),
-    "class_groups": (lambda v: v is None or isinstance(v, torch.Tensor), "None or a (C,) / (L, C) int64 tensor"),
+def _parse_k(text: str):
+    return text if text == "adaptive" else int(text)
+
+
+def _parse_optional(cast):
+    """Command-line text -> None for 'none'/'null', else ``cast(text)``."""
+    def parse(text: str):
+        return None if str(text).lower() in ("none", "null") else cast(text)
+    parse.__name__ = f"optional_{cast.__name__}"
+    return parse
+
+
+def _parse_quota(text: str):
+    """'none'/'null' or a number; a number <= 0 disables the quota (None)."""
+    value = _parse_optional(float)(text)
+    return None if value is not None and value <= 0 else value
+
+
+class Option(NamedTuple):
+    """One labeling option: its check, the allowed values in words, its meaning, how command-line
+    text becomes a value, and whether the commands expose it (tensor-valued options are for
+    Python callers only)."""
+
+    check: Callable[[Any], bool]
+    allowed: str
+    help: str
+    parse: Callable[[str], Any] = str
+    exposed: bool = True
+
+
+# The single place where a labeling option is declared: its default is the keyword default of
+# hdl_label; validation, hdl-relabel's flags, hdl-train's keys (hdl_<name>) and the README's key
+# table are generated from this table (hdl.config_keys).
+OPTION_TABLE: Dict[str, Option] = {
+    "k": Option(lambda v: v == "adaptive" or (_is_int(v) and v >= 1), "'adaptive' or an int >= 1",
+                "neighbours per vote; 'adaptive' chooses it from the given labels (choose_k)", _parse_k),
+    "weighting": Option(lambda v: v in WEIGHTINGS, f"one of {WEIGHTINGS}", "vote weight of a neighbour"),
+    "gamma": Option(lambda v: _is_real(v) and v > 0, "a finite float > 0", "exponent of weighting 'cosine^gamma'",
+                    float),
+    "level_quantile": Option(lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]",
+                             "a round labels the candidates whose level is at least this quantile of theirs", float),
+    "min_votes": Option(lambda v: _is_int(v) and v >= 1, "an int >= 1",
+                        "labeled neighbours a sample needs to be a candidate", int),
+    "min_agreement": Option(lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]",
+                            "candidates whose winning vote share is lower wait for a later round", float),
+    "class_quota": Option(lambda v: v is None or (_is_real(v) and v > 0), "None or a float > 0",
+                          "per-round cap factor per class (none or <= 0 on the command line: no cap)", _parse_quota),
+    "class_prior": Option(lambda v: v in CLASS_PRIORS, f"one of {CLASS_PRIORS}", "class weights of the quota"),
+    "max_rounds": Option(lambda v: v is None or (_is_int(v) and v >= 1), "None or an int >= 1",
+                         "stop after this many rounds (none: until nothing changes)", _parse_optional(int)),
+    "fallback": Option(lambda v: v in FALLBACKS, f"one of {FALLBACKS}", "what happens to samples the rounds never reach"),
+    "adaptive_rule": Option(lambda v: v in ADAPTIVE_RULES, f"one of {ADAPTIVE_RULES}", "rule of k 'adaptive'"),
+    "delta": Option(lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]",
+                    "adaptive rule 'agreement': the largest k whose label agreement is >= 1 - delta", float),
+    "k_min": Option(lambda v: _is_int(v) and v >= 1, "an int >= 1", "smallest k the adaptive rule may choose", int),
+    "min_pairs": Option(lambda v: _is_int(v) and v >= 1, "an int >= 1",
+                        "labeled pairs (or voters) a k needs before the adaptive rule judges it", int),
+    "hierarchy_vote": Option(lambda v: v in HIERARCHY_VOTES, f"one of {HIERARCHY_VOTES}",
+                             "hierarchy-aware vote (needs class_similarity or class_groups)", exposed=False),
+    "class_similarity": Option(lambda v: v is None or isinstance(v, torch.Tensor), "None or a (C, C) float tensor",
+                               "class similarity of hierarchy_vote 'smooth'", exposed=False),
+    "class_groups": Option(lambda v: v is None or isinstance(v, torch.Tensor), "None or a (C,) / (L, C) int64 tensor",
+                           "class groups of hierarchy_vote 'coarse_to_fine'", exposed=False),
 }
 
 
@@ -150,9 +194,9 @@ def validate_options(**options) -> Dict[str, object]:
         raise TypeError(f"unknown labeling option(s) {unknown}; allowed: {sorted(OPTION_TABLE)}")
     merged = {**DEFAULT_OPTIONS, **options}
     for name, value in merged.items():
-        check, allowed = OPTION_TABLE[name]
-        if not check(value):
-            raise ValueError(f"option {name!r} must be {allowed}, got {value!r}")
+        opt = OPTION_TABLE[name]
+        if not opt.check(value):
+            raise ValueError(f"option {name!r} must be {opt.allowed}, got {value!r}")
     return merged
 
 
@@ -524,9 +568,9 @@ def knn_vote(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, k: int
     if not _is_int(k) or k < 1:
         raise ValueError(f"k must be an int >= 1, got {k!r}")
     for name, value in (("weighting", weighting), ("gamma", gamma)):
-        check, allowed = OPTION_TABLE[name]
-        if not check(value):
-            raise ValueError(f"option {name!r} must be {allowed}, got {value!r}")
+        opt = OPTION_TABLE[name]
+        if not opt.check(value):
+            raise ValueError(f"option {name!r} must be {opt.allowed}, got {value!r}")
     if not isinstance(feats, torch.Tensor) or feats.dim() != 2:
         raise ValueError(f"feats must be a (N, D) tensor, got {getattr(feats, 'shape', type(feats))}")
     if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.shape != (feats.shape[0],):

@@ -22,10 +22,10 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from hdl.knn import BACKENDS, knn_graph
-from hdl.labeling import CLASS_PRIORS, FALLBACKS, WEIGHTINGS, hdl_label, validate_options
+from hdl.config_keys import add_relabel_arguments, relabel_options
+from hdl.labeling import validate_options
+from hdl.refresh import refresh
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -60,10 +60,11 @@ def relabel(embeddings: ArrayLike, labels: ArrayLike, true_labels: Optional[Arra
             **options) -> RelabelResult:
     """Label every sample of ``embeddings`` (N, D) from the partial ``labels`` (N,) (-1 = unlabeled).
 
-    Builds the cosine kNN graph (``k_max`` neighbours, self excluded) and runs
-    :func:`hdl.labeling.hdl_label` with ``options`` (its keyword options, e.g. ``k``,
-    ``weighting``, ``class_quota``).  ``num_classes`` defaults to max(labels, true_labels) + 1.
-    A fixed ``k`` larger than ``k_max`` raises ValueError.
+    One :func:`hdl.refresh.refresh` (the labeling path of training too): the cosine kNN graph
+    (``k_max`` neighbours, self excluded, clamped to N - 1) and :func:`hdl.labeling.hdl_label`
+    with ``options`` (its keyword options, e.g. ``k``, ``weighting``, ``class_quota``).
+    ``num_classes`` defaults to max(labels, true_labels) + 1.  A fixed ``k`` larger than
+    ``k_max`` raises ValueError.
     """
     validate_options(**options)  # fail before building the graph
     if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < 1:
@@ -84,9 +85,7 @@ def relabel(embeddings: ArrayLike, labels: ArrayLike, true_labels: Optional[Arra
         num_classes = int(max(int(y.max()) if y.numel() else -1,
                               int(t.max()) if t is not None and t.numel() else -1)) + 1
         num_classes = max(num_classes, 1)
-    feats = F.normalize(x.float(), dim=1)  # rows with NaN/inf stay non-finite: knn_graph reports them
-    sims, idx = knn_graph(feats, k_max, backend=backend)
-    res = hdl_label(sims, idx, y, num_classes, feats=feats, **options)
+    res = refresh(x, y, num_classes, k_max=k_max, backend=backend, **options).result
     unl = (y < 0)
     acc = bal = None
     if t is not None and unl.any():
@@ -130,33 +129,16 @@ def _load_embeddings(path: str):
     raise ValueError(f"--embeddings must be a .npy or .npz file, got {path!r}")
 
 
-def parse_k(value: str):
-    """Command-line value of ``--k``: ``'adaptive'`` or an int."""
-    if value == "adaptive":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--k must be 'adaptive' or an int, got {value!r}") from None
-
-
 def add_labeling_arguments(p: argparse.ArgumentParser) -> None:
-    """The :func:`hdl.labeling.hdl_label` options both relabeling commands take (unset: the default)."""
-    p.add_argument("--weighting", choices=WEIGHTINGS, default=None)
-    p.add_argument("--class-quota", type=float, default=None, help="per-class cap factor; <= 0 disables")
-    p.add_argument("--class-prior", choices=CLASS_PRIORS, default=None,
-                   help="class weights of the quota: auto (default), uniform or vote")
-    p.add_argument("--min-agreement", type=float, default=None)
-    p.add_argument("--fallback", choices=FALLBACKS, default=None)
+    """The labeling flags both relabeling commands take, from the one key table
+    (:func:`hdl.config_keys.add_relabel_arguments`; unset: the default)."""
+    add_relabel_arguments(p)
 
 
 def labeling_options(args: argparse.Namespace) -> dict:
-    """The options of :func:`add_labeling_arguments` that were given, as ``hdl_label`` keywords."""
-    opts = {name: getattr(args, name) for name in ("weighting", "class_prior", "min_agreement", "fallback")
-            if getattr(args, name) is not None}
-    if args.class_quota is not None:
-        opts["class_quota"] = args.class_quota if args.class_quota > 0 else None
-    return opts
+    """The flags of :func:`add_labeling_arguments` that were given, as ``hdl_label`` keywords
+    (``k_max`` and ``backend`` excluded: they are :func:`relabel`'s own arguments)."""
+    return relabel_options(args, exclude=("k_max", "backend"))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -167,9 +149,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--labels", required=True, help=".npy/.csv/.txt, one int per sample, -1 = unlabeled")
     p.add_argument("--true-labels", help="optional ground truth (same formats) to report accuracy")
     p.add_argument("--out", required=True, help="output CSV: index,[file,]label,level,agreement")
-    p.add_argument("--k", type=parse_k, default="adaptive", help="'adaptive' (default) or an int")
-    p.add_argument("--k-max", type=int, default=50, help="graph neighbours (default 50)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto")
     add_labeling_arguments(p)
     p.add_argument("--num-classes", type=int, default=None)
     args = p.parse_args(argv)
@@ -178,10 +157,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     emb, files = _load_embeddings(args.embeddings)
     labels = _load_labels(args.labels)
     truth = _load_labels(args.true_labels) if args.true_labels else None
-    opts = {"k": args.k, **labeling_options(args)}
     try:
-        res = relabel(emb, labels, truth, num_classes=args.num_classes, k_max=args.k_max,
-                      backend=args.backend, **opts)
+        opts = labeling_options(args)
+        res = relabel(emb, labels, truth, num_classes=args.num_classes, k_max=getattr(args, "k_max", 50),
+                      backend=getattr(args, "backend", "auto"), **opts)
     except (ValueError, TypeError) as err:
         p.error(str(err))
     with open(args.out, "w", newline="") as fh:

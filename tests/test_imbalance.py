@@ -77,7 +77,7 @@ def test_train_evaluate_save_resume(imb, alg, tmp_path, spy_device_layer):
         assert not np.allclose(a.predict("test", "logits")[0], logits)
     if alg.startswith("hdl_"):  # idx_lb / idx_ulb reached the HDL step through USB's batch filter
         assert a.bank.num_filled > 0 and len(a.refresh_log) == 2
-        assert (a.pool_label >= 0).any()
+        assert (a.pool.labels >= 0).any()
 
     ckpt = os.path.join(str(tmp_path), "run", "latest_model.pth")
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)  # iteration 4 (``a`` now holds the best)
@@ -102,7 +102,7 @@ def test_train_evaluate_save_resume(imb, alg, tmp_path, spy_device_layer):
         assert not torch.allclose(p_hat, torch.full_like(p_hat, 0.1))
         assert torch.equal(b.p_hat, p_hat)
     if alg.startswith("hdl_"):
-        assert torch.equal(b.pool_label, saved["hdl"]["pool_label"]) and (b.pool_label >= 0).any()
+        assert torch.equal(b.pool.labels, saved["hdl"]["pool"]["labels"]) and (b.pool.labels >= 0).any()
     b.train()  # one more epoch of 2 iterations
     assert b.it == 6
 

@@ -28,7 +28,7 @@ def test_relabel_function_on_blobs():
     assert res.num_unlabeled == 114 and res.chosen_k == 5
     assert (res.labels[labels >= 0] == labels[labels >= 0]).all()
     assert (res.level[labels >= 0] == 0).all() and (res.level[labels < 0] >= 1).all()
-    with pytest.raises(ValueError, match="graph width"):
+    with pytest.raises(ValueError, match="k=5 is larger than k_max=4"):
         relabel(x, labels, k_max=4, k=5, backend="torch")
     with pytest.raises(TypeError, match="unknown"):
         relabel(x, labels, k_max=4, alpha=0.1, backend="torch")

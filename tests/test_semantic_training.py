@@ -53,7 +53,7 @@ def test_sal_targets_of_mixed_labels_are_the_mixup_of_sal_targets():
     assert torch.allclose(fn(torch.tensor([0]), logits[:1])[0], torch.tensor([0.8, 0.2, 0.0]))
 
 
-def test_tap_changes_only_the_first_labeled_sized_call():
+def test_tap_changes_only_the_first_call_and_checks_its_rows():
     q = torch.tensor([[0.5, 0.5], [0.0, 1.0]])
     tap = SupervisedLossTap(CELoss(), sal_target_fn(q))
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
@@ -61,8 +61,10 @@ def test_tap_changes_only_the_first_labeled_sized_call():
     plain = CELoss()(logits, y, reduction="mean")
     assert torch.equal(tap(logits, y, reduction="mean"), plain)  # not armed: unchanged
     tap.arm(2)
-    other = tap(logits[:1], y[:1], reduction="mean")  # wrong batch size: unchanged
-    assert torch.equal(other, CELoss()(logits[:1], y[:1], reduction="mean"))
+    with pytest.raises(RuntimeError, match="has 1 rows, expected the labeled batch's 2"):
+        tap(logits[:1], y[:1], reduction="mean")  # the supervised role with the wrong batch size
+    assert tap.disarm() is None
+    tap.arm(2)
     first = tap(logits, y, reduction="mean")
     assert torch.equal(tap(logits, y, reduction="mean"), plain)  # only the first one
     cap = tap.disarm()

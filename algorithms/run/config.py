@@ -1,8 +1,9 @@
 """YAML configuration: USB's keys and defaults, the project's keys, one validation pass.
 
 A config is a flat YAML mapping of USB's keys (so a USB config runs after changing
-``algorithm:``, ``dataset:`` and ``data_dir:``) plus the project's keys in ``PROJECT_KEYS`` and
-those of the chosen algorithm.  Defaults come from USB's own ``get_config``.  Every key is used or
+``algorithm:``, ``dataset:`` and ``data_dir:``) plus the project's keys (declared once in
+:mod:`hdl.config_keys`: ``PROJECT_KEYS`` for every algorithm, the ``hdl_*``, labeling and semantic
+keys for the ``hdl_*`` algorithms).  Defaults come from USB's own ``get_config``.  Every key is used or
 rejected; USB keys that do nothing here (``IGNORED_KEYS``) are accepted with one warning each.
 """
 from __future__ import annotations
@@ -15,16 +16,14 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import yaml
 
+from hdl import config_keys
+
 log = logging.getLogger("hdl")
 
 BASE_ALGORITHMS = ("fixmatch", "freematch", "mixmatch", "remixmatch")
 
-# project keys and their defaults
-PROJECT_KEYS: Dict[str, Any] = {
-    "num_val": 0,  # validation images per class, removed before the labeled/unlabeled split
-    "device": "auto",  # auto | cpu | cuda | cuda:N
-    "download": False,  # let torchvision download cifar10/100, svhn, stl10 into data_dir
-}
+# the project keys every algorithm takes (data and device), from the one key table
+PROJECT_KEYS: Dict[str, Any] = config_keys.defaults(["run"])
 
 # keys present in USB's published configs that have no effect here
 IGNORED_KEYS = {
@@ -42,12 +41,9 @@ IGNORED_KEYS = {
 }
 
 
-# keys that take a word or a number (stored as str)
-STR_OR_INT = ("hdl_k",)
-
 _POSITIVE_INT = ("num_train_iter", "epoch", "batch_size", "eval_batch_size", "uratio", "num_eval_iter",
                  "num_log_iter", "num_classes", "num_labels")
-_NON_NEGATIVE_INT = ("num_workers", "num_warmup_iter", "num_val")
+_NON_NEGATIVE_INT = ("num_workers", "num_warmup_iter")
 
 
 def _choices() -> Dict[str, Sequence[Any]]:
@@ -162,10 +158,10 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
             msgs.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ValueError(f"unknown config key(s): {', '.join(msgs)}")
 
-    for key in STR_OR_INT:
-        if isinstance(cfg.get(key), int) and not isinstance(cfg.get(key), bool):
-            cfg[key] = str(cfg[key])
+    cfg = config_keys.validate(cfg)  # the project's keys: type and range from the one table
     for key, value in cfg.items():
+        if key in config_keys.KEYS:
+            continue
         if not _type_ok(value, defaults[key]):
             raise ValueError(
                 f"{key}: expected {type(defaults[key]).__name__}, got {value!r} ({type(value).__name__})"
@@ -194,10 +190,6 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
     for key in ("lb_imb_ratio", "ulb_imb_ratio"):
         if key in cfg and (cfg[key] == 0 or (key == "lb_imb_ratio" and cfg[key] < 1)):
             raise ValueError(f"{key}: expected >= 1 (ulb_imb_ratio may be <= -1 for reversed), got {cfg[key]!r}")
-    if "device" in cfg:
-        dev = str(cfg["device"])
-        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
 
     resolved = dict(defaults)
     resolved.update(cfg)

@@ -7,9 +7,10 @@ ground-truth labels and HDL labels the rest.  Written per sample, keyed by train
 Python: ``relabel_run(run_dir, checkpoint="best", out=None, ...)``.
 Command line (console script ``hdl-relabel-run``)::
 
-    hdl-relabel-run --run DIR [--checkpoint best|latest] [--out FILE] [--k adaptive] [--k-max 50]
-                    [--backend auto] [--device cpu] [--batch-size 256] [--class-quota Q]
-                    [--class-prior auto|uniform|vote] [--weighting W] [--min-agreement A] [--fallback F]
+    hdl-relabel-run --run DIR [--checkpoint best|latest] [--out FILE] [--device cpu] [--batch-size 256]
+                    [labeling flags of hdl-relabel: --k, --k-max, --backend, --class-quota, ...]
+
+Unset labeling flags take the run's own ``hdl_*`` settings (the labeler's defaults for a base run).
 """
 from __future__ import annotations
 
@@ -20,12 +21,12 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
-from hdl.relabel import RelabelResult, add_labeling_arguments, labeling_options, parse_k, relabel
+from hdl.config_keys import add_relabel_arguments, relabel_options
+from hdl.relabel import RelabelResult, relabel
 
 from ..usb.embedding import embed_training_set  # noqa: F401  (part of this module's API)
 from .runner import CHECKPOINTS, load_run  # noqa: F401  (load_run is part of this module's API)
@@ -57,20 +58,20 @@ class RelabelRunResult:
                 "k": int(r.chosen_k), "rounds": int(r.rounds)}
 
 
-def _run_setting(alg, name: str, default):
+def _run_labeling(alg) -> dict:
+    """The run's labeling options (``k_max`` and ``backend`` included) for an ``hdl_*`` run, else {}."""
     hdl = getattr(alg, "hdl", None)
-    return getattr(hdl, name) if hdl is not None else default
+    return dict(hdl.labeling) if hdl is not None else {}
 
 
 def relabel_run(run_dir: str, checkpoint: str = "best", out: Optional[str] = None, *,
-                k: Union[str, int, None] = None, k_max: Optional[int] = None, backend: Optional[str] = None,
                 device: Optional[str] = None, batch_size: int = 256, **options: Any) -> Tuple[RelabelRunResult, str]:
     """Relabel every training sample of a saved run and write a CSV.
 
-    ``k``/``k_max``/``backend`` default to the run's ``hdl_k``/``hdl_k_max``/``hdl_backend`` for an
-    ``hdl_*`` run, else ``"adaptive"``/50/``"auto"``; ``options`` go to :func:`hdl.labeling.hdl_label`.
-    ``out`` defaults to ``RUN/relabel_<checkpoint>.csv`` with columns ``index, [file,] split,
-    true_label, label, level, agreement`` (``split``: labeled | unlabeled; -1 = none/unknown).
+    ``options``: :func:`hdl.labeling.hdl_label`'s options plus ``k_max`` and ``backend``; each
+    defaults to the run's own (its ``hdl_*`` keys) for an ``hdl_*`` run, else to the labeler's
+    default.  ``out`` defaults to ``RUN/relabel_<checkpoint>.csv`` with columns ``index, [file,]
+    split, true_label, label, level, agreement`` (``split``: labeled | unlabeled; -1 = none/unknown).
     Returns the result and the CSV path.
     """
     alg = load_run(run_dir, checkpoint, device)
@@ -79,13 +80,11 @@ def relabel_run(run_dir: str, checkpoint: str = "best", out: Optional[str] = Non
     truth = np.asarray(info.train_y, dtype=np.int64)[index]
     is_lb = np.isin(index, info.lb_idx)
     given = np.where(is_lb, truth, -1)
-    k = _run_setting(alg, "k", "adaptive") if k is None else k
-    k_max = _run_setting(alg, "k_max", 50) if k_max is None else k_max
-    backend = _run_setting(alg, "backend", "auto") if backend is None else backend
-    k_max = min(k_max, max(len(index) - 1, 1))
+    opts = {**_run_labeling(alg), **options}
+    k_max, backend = opts.pop("k_max", 50), opts.pop("backend", "auto")
     known = bool((truth >= 0).all())
     res = relabel(feats, given, truth if known else None, num_classes=alg.num_classes, k_max=k_max,
-                  backend=backend, k=k if k == "adaptive" else min(int(k), k_max), **options)
+                  backend=backend, **opts)
     unl = ~is_lb
     got = unl & (res.labels >= 0)
     coverage = float(got.sum() / max(unl.sum(), 1))
@@ -119,16 +118,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--run", required=True, help="run directory written by hdl-train")
     p.add_argument("--checkpoint", default="best", choices=sorted(CHECKPOINTS), help="best (default) or latest")
     p.add_argument("--out", default=None, help="output CSV (default RUN/relabel_<checkpoint>.csv)")
-    p.add_argument("--k", type=parse_k, default=None, help="'adaptive' or an int (default: the run's hdl_k, else adaptive)")
-    p.add_argument("--k-max", type=int, default=None, help="graph neighbours (default: the run's hdl_k_max, else 50)")
-    p.add_argument("--backend", default=None, help="auto | torch | faiss | faiss-gpu (default: the run's, else auto)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
     p.add_argument("--batch-size", type=int, default=256)
-    add_labeling_arguments(p)
+    add_relabel_arguments(p)  # unset flags: the run's own hdl_* settings
     a = p.parse_args(argv)
     try:
-        result, out = relabel_run(a.run, a.checkpoint, a.out, k=a.k, k_max=a.k_max, backend=a.backend,
-                                  device=a.device, batch_size=a.batch_size, **labeling_options(a))
+        opts = relabel_options(a)
+    except ValueError as e:
+        p.error(str(e))
+    try:
+        result, out = relabel_run(a.run, a.checkpoint, a.out, device=a.device, batch_size=a.batch_size, **opts)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"hdl-relabel-run: error: {e}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ from sklearn.metrics import (
 from semilearn.core.algorithmbase import AlgorithmBase
 from semilearn.core.hooks import EvaluationHook, Hook, TimerHook
 
+from .seam import hook_state_owner
 from .settings import RunSettings
 
 
@@ -283,7 +284,8 @@ class DeviceMixin:
         # completed epochs: a resumed run continues inside an interrupted epoch
         save_dict["epoch"] = done // max(self.num_iter_per_epoch, 1)
         save_dict["hook_state"] = {
-            hook.name: {k: v.detach().cpu().clone() for k, v in vars(hook).items() if torch.is_tensor(v)}
+            hook.name: {k: v.detach().cpu().clone() for k, v in vars(hook_state_owner(hook)).items()
+                        if torch.is_tensor(v)}
             for hook in self._hooks
         }
         save_dict["settings"] = self.settings.to_dict()
@@ -317,6 +319,6 @@ class DeviceMixin:
             if hook is None:
                 continue
             for k, v in state.items():
-                setattr(hook, k, v.to(self.device))
+                setattr(hook_state_owner(hook), k, v.to(self.device))
         self.place_on_device()
         return checkpoint

@@ -28,14 +28,16 @@ loss stays the base's own, on the ordinary class logits:
   make the pseudo-labels and the predictions) would receive no supervision at all.  Works with
   all four bases (the unmixed labeled features exist in all of them).
 
-The labeled-batch call is identified by one rule: around the base ``train_step`` the wrapped
-``ce_loss`` is armed with the labeled batch size B; the **first** call whose logits have B rows
-is the supervised loss (the first ``self.ce_loss`` call in all four bases; their unlabeled losses
-use ``consistency_loss``); every other call passes through unchanged.  A step without such a call
-raises RuntimeError.
+The supervised loss is a role, as in :mod:`.seam`: around the base ``train_step`` the wrapped
+``ce_loss`` is armed with the labeled batch size B, and the **first** ``self.ce_loss`` call of
+the step is the supervised loss (so in all four bases; their unlabeled losses use
+``consistency_loss``); every later call passes through unchanged.  A first call with other than
+B rows, or a step without the call, raises RuntimeError.
 
 PMI co-occurrence: the targets start as the PMI of a diagonal co-occurrence (one-hot
-embeddings).  At every HDL refresh they are rebuilt from class co-occurrence inside the first
+embeddings).  At every HDL refresh (a refresh consumer, see
+:meth:`hdl.algorithms.usb.hdl_wrapper.HDLMixin.register_refresh_consumer`) they are rebuilt from
+class co-occurrence inside the first
 ``pmi_k`` neighbours of the kNN graph that refresh just built (no second search), counting pairs
 of samples that both carry a ground-truth or new HDL-pool label.  The new
 embedding is rotated onto the previous one (orthogonal Procrustes: same cosines, so the same
@@ -64,31 +66,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from semilearn.algorithms.utils import SSL_Argument
-
+from hdl import config_keys
 from hdl.hace import hace_aggregation_matrix, hace_loss, hace_node_targets, hace_target_matrix
 from hdl.hierarchy import Hierarchy, load_hierarchy, shipped_trees
 from hdl.pmi import cooccurrence_from_knn, pmi_embeddings, pmi_loss, pmi_targets, ppmi
 from hdl.sal import sal_similarity_from_hierarchy, sal_similarity_from_vectors, sal_targets
 from hdl.severity import mistake_severity
 
-SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
-SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
+from hdl.config_keys import SEMANTIC_LOSSES, SEMANTIC_SOURCES  # noqa: E402,F401  (re-exported)
 MIX_BASES = ("mixmatch", "remixmatch")
 HEAD_NAME = "semantic_head"
-
-
-def semantic_arguments():
-    """The semantic-loss keys, as USB ``SSL_Argument``s (defaults equal ``SemanticSettings``)."""
-    return [
-        SSL_Argument("--semantic_loss", str, "none", "none | sal | hace | pmi (replaces the supervised loss)"),
-        SSL_Argument("--semantic_tree", str, "auto", "auto | flat | wordnet | a shipped tree | a .yaml/.json path"),
-        SSL_Argument("--semantic_source", str, "hierarchy", "S-AL similarity: hierarchy | glove | minilm"),
-        SSL_Argument("--sal_beta", float, 0.4, "S-AL weight of the one-hot part, in [0, 1]"),
-        SSL_Argument("--hace_d", float, 0.7, "HACE ancestral smoothing d, in (0, 1]"),
-        SSL_Argument("--pmi_weight", float, 1.0, "weight of the PMI cosine loss (> 0)"),
-        SSL_Argument("--pmi_k", int, 10, "neighbours per sample for the PMI co-occurrence"),
-    ]
 
 
 @dataclass(frozen=True)
@@ -105,15 +92,10 @@ class SemanticSettings:
 
     @classmethod
     def from_args(cls, args) -> "SemanticSettings":
-        d = cls()
-        g = lambda n, default: getattr(args, n, default)  # noqa: E731
-        s = cls(str(g("semantic_loss", d.loss)), str(g("semantic_tree", d.tree)), str(g("semantic_source", d.source)),
-                float(g("sal_beta", d.sal_beta)), float(g("hace_d", d.hace_d)), float(g("pmi_weight", d.pmi_weight)),
-                int(g("pmi_k", d.pmi_k)))
-        if s.loss not in SEMANTIC_LOSSES:
-            raise ValueError(f"semantic_loss: expected one of {list(SEMANTIC_LOSSES)}, got {s.loss!r}")
-        if s.source not in SEMANTIC_SOURCES:
-            raise ValueError(f"semantic_source: expected one of {list(SEMANTIC_SOURCES)}, got {s.source!r}")
+        """Read the semantic keys (each checked by :mod:`hdl.config_keys`), then the rules between them."""
+        v = {name: key.validate(getattr(args, name, key.default)) for name, key in config_keys.keys(["semantic"]).items()}
+        s = cls(v["semantic_loss"], v["semantic_tree"], v["semantic_source"], v["sal_beta"], v["hace_d"],
+                v["pmi_weight"], v["pmi_k"])
         if s.source != "hierarchy" and s.loss != "sal":
             raise ValueError(f"semantic_source: {s.source!r} (word vectors) is used only by semantic_loss 'sal', "
                              f"got semantic_loss {s.loss!r}; use semantic_source 'hierarchy'")
@@ -122,14 +104,6 @@ class SemanticSettings:
         if not tree_ok:
             raise ValueError(f"semantic_tree: expected 'auto', 'flat', 'wordnet', one of {shipped_trees()} or a "
                              f".yaml/.yml/.json path, got {s.tree!r}")
-        if not 0.0 <= s.sal_beta <= 1.0:
-            raise ValueError(f"sal_beta: expected a number in [0, 1], got {s.sal_beta}")
-        if not 0.0 < s.hace_d <= 1.0:
-            raise ValueError(f"hace_d: expected a number in (0, 1], got {s.hace_d}")
-        if not s.pmi_weight > 0.0:
-            raise ValueError(f"pmi_weight: expected a number > 0, got {s.pmi_weight}")
-        if s.pmi_k < 1:
-            raise ValueError(f"pmi_k: expected an int >= 1, got {s.pmi_k}")
         return s
 
 
@@ -215,9 +189,11 @@ class _Captured(NamedTuple):
 class SupervisedLossTap:
     """Stands in for ``algorithm.ce_loss``: transforms and records the labeled-batch call.
 
-    ``arm(rows)`` before the base train step; the first call whose logits have ``rows`` rows gets
-    ``targets_fn(targets, logits)`` applied (when given) and is recorded; ``disarm()`` returns the
-    record (or None) and lets every call pass through again.
+    ``arm(rows)`` before the base train step; the first call after it is the supervised role (the
+    first ``ce_loss`` call of all four bases' train steps): its logits must have ``rows`` rows
+    (else RuntimeError), it gets ``targets_fn(targets, logits)`` applied (when given) and is
+    recorded; later calls pass through.  ``disarm()`` returns the record (or None) and lets every
+    call pass through again.
     """
 
     def __init__(self, inner: Callable, targets_fn: Optional[Callable] = None):
@@ -234,8 +210,12 @@ class SupervisedLossTap:
         return cap
 
     def __call__(self, logits, targets, reduction="none"):
-        if self._rows is None or self._captured is not None or logits.shape[0] != self._rows:
+        if self._rows is None or self._captured is not None:
             return self.inner(logits, targets, reduction=reduction)
+        if logits.shape[0] != self._rows:
+            rows, self._rows = self._rows, None
+            raise RuntimeError(f"semantic loss: the first ce_loss call of the train step (the supervised role) has "
+                               f"{logits.shape[0]} rows, expected the labeled batch's {rows}")
         if self.targets_fn is not None:
             targets = self.targets_fn(targets, logits)
         loss = self.inner(logits, targets, reduction=reduction)
@@ -287,6 +267,9 @@ class SemanticLossMixin:
             self._sem_tap = SupervisedLossTap(self.ce_loss)
         if self._sem_tap is not None:
             self.ce_loss = self._sem_tap
+        if self.semantic.loss == "pmi" and hasattr(self, "register_refresh_consumer"):
+            self.register_refresh_consumer("pmi", lambda alg, event: alg.refresh_pmi(event.refresh.graph_idx,
+                                                                                    event.labels) and None)
         self.print_fn(f"semantic loss: {self.semantic.loss}; hierarchy: {self.hierarchy!r}")
 
     # ------------------------------------------------------------------ construction
@@ -361,16 +344,6 @@ class SemanticLossMixin:
         return out_dict, log_dict
 
     # ------------------------------------------------------------------ PMI targets
-    @torch.no_grad()
-    def after_refresh(self, ids: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor) -> None:
-        """Called by HDL's refresh with the graph it just built (no second kNN search).
-
-        ids: int64 (M,) bank indices of the graph's rows; graph_idx: int64 (M, K) neighbour rows
-        (-1 = missing); labels: int64 (M,) ground truth and the new pool labels, -1 elsewhere.
-        """
-        if self.semantic.loss == "pmi":
-            self.refresh_pmi(graph_idx, labels)
-
     @torch.no_grad()
     def refresh_pmi(self, graph_idx: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
         """Rebuild ``model.semantic_head.embedding`` from the class co-occurrence among the first

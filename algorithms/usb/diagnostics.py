@@ -1,0 +1,135 @@
+"""Per-refresh diagnostics of an ``hdl_*`` run, and HDL's training state with its checkpoint format.
+
+:class:`RefreshDiagnostics` keeps the weak-view features of the unlabeled samples from the train
+steps; at a refresh the current classifier head turns them into the model's own pseudo-labels, so
+the HDL pool can be compared with them at equal coverage.  :class:`HDLState` owns the bank, the
+pool and the diagnostics together and is the one place that saves, versions and restores them
+(checkpoint entry ``"hdl"``; checkpoints written before it load too).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping
+
+import torch
+
+from hdl.bank import EmbeddingBank
+from hdl.pool import LabelPool
+from hdl.refresh import Refresh
+
+HDL_STATE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class RefreshEvent:
+    """What a refresh consumer receives: ``ids`` int64 (M,) sample indices of the refresh rows,
+    ``refresh`` the :class:`hdl.refresh.Refresh` over those rows, ``labels`` int64 (M,) given plus
+    new pool labels (-1 elsewhere), ``pool_ids`` the sample indices that entered the pool."""
+
+    ids: torch.Tensor
+    refresh: Refresh
+    labels: torch.Tensor
+    pool_ids: torch.Tensor
+
+
+class RefreshDiagnostics:
+    """raw_feat float32 (N, D) latest weak-view features; logit_pred int64 (N,) / logit_conf
+    float32 (N,) the classifier head's prediction on them at the last refresh (-1 / 0: none)."""
+
+    def __init__(self, num_samples: int, dim: int):
+        self.raw_feat = torch.zeros(num_samples, dim, dtype=torch.float32)
+        self.logit_pred = torch.full((num_samples,), -1, dtype=torch.long)
+        self.logit_conf = torch.zeros(num_samples, dtype=torch.float32)
+
+    @torch.no_grad()
+    def record(self, ids: torch.Tensor, feats: torch.Tensor) -> None:
+        self.raw_feat[ids.cpu()] = feats.detach().float().cpu()
+
+    @torch.no_grad()
+    def _predict(self, model, device, ids: torch.Tensor) -> None:
+        for start in range(0, len(ids), 4096):
+            g = ids[start:start + 4096]
+            logits = model(self.raw_feat[g].to(device), only_fc=True)
+            conf, pred = torch.softmax(logits.float(), dim=-1).max(dim=-1)
+            self.logit_pred[g] = pred.cpu()
+            self.logit_conf[g] = conf.cpu()
+
+    @torch.no_grad()
+    def compute(self, alg, event: RefreshEvent) -> Dict[str, float]:
+        """Pool size, coverage, accuracy (where the truth is known), per-class counts, and the
+        model's thresholded pseudo-labels (coverage, accuracy, accuracy at the pool's coverage)."""
+        pool = alg.pool
+        pool_ids = event.pool_ids.cpu()
+        ulb_set = torch.unique(alg._ulb_global)
+        ulb_set = ulb_set[~torch.isin(ulb_set, alg._lb_global)]
+        truth = alg._train_y[pool_ids]
+        known = truth >= 0
+        res = event.refresh.result
+        out = {"hdl/pool_size": float(len(pool_ids)), "hdl/k": float(res.chosen_k), "hdl/rounds": float(res.rounds),
+               "hdl/pool_coverage": float(len(pool_ids)) / max(1, len(ulb_set))}
+        labels = pool.labels.cpu()
+        if known.any():
+            out["hdl/pool_acc"] = float((labels[pool_ids][known] == truth[known]).float().mean())
+        counts = torch.bincount(labels[pool_ids], minlength=alg.num_classes)
+        for c in range(alg.num_classes):
+            out[f"hdl/pool_class_{c}"] = float(counts[c])
+        cand = ulb_set[(alg._train_y[ulb_set] >= 0) & alg.bank.filled.cpu()[ulb_set]]
+        if len(cand):
+            self._predict(alg.model, alg.device, cand)
+            thr = float(getattr(alg, "p_cutoff", 0.95) or 0.95)
+            conf, pred, y = self.logit_conf[cand], self.logit_pred[cand], alg._train_y[cand]
+            sel = conf >= thr
+            out["hdl/logit_coverage"] = float(sel.float().mean())
+            out["hdl/logit_acc"] = float((pred[sel] == y[sel]).float().mean()) if sel.any() else float("nan")
+            n_eq = int(min(len(pool_ids), len(cand)))
+            if n_eq > 0:
+                top = torch.argsort(conf, descending=True)[:n_eq]
+                out["hdl/logit_acc_equal_coverage"] = float((pred[top] == y[top]).float().mean())
+        return out
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {"raw_feat": self.raw_feat.clone(), "logit_pred": self.logit_pred.clone(),
+                "logit_conf": self.logit_conf.clone()}
+
+    def load_state_dict(self, state: Mapping[str, Any], where: str = "hdl.diagnostics") -> None:
+        for name in ("raw_feat", "logit_pred", "logit_conf"):
+            if name not in state:
+                raise ValueError(f"{where}: checkpoint entry {name!r} is missing")
+            cur = getattr(self, name)
+            if not torch.is_tensor(state[name]) or state[name].shape != cur.shape:
+                raise ValueError(f"{where}.{name}: expected shape {tuple(cur.shape)}, got "
+                                 f"{tuple(getattr(state[name], 'shape', ()))}")
+            cur.copy_(state[name])
+
+
+class HDLState:
+    """HDL's state across steps: the embedding bank, the label pool, the diagnostics."""
+
+    def __init__(self, num_samples: int, dim: int, device: torch.device | str = "cpu"):
+        self.bank = EmbeddingBank(num_samples, dim, device=device)
+        self.pool = LabelPool(num_samples, device=device)
+        self.diagnostics = RefreshDiagnostics(num_samples, dim)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"version": HDL_STATE_VERSION, "bank": self.bank.state_dict(), "pool": self.pool.state_dict(),
+                "diagnostics": self.diagnostics.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any], where: str = "checkpoint['hdl']") -> None:
+        """Load :meth:`state_dict` output or the flat ``hdl`` entry of earlier checkpoints
+        (``bank``, ``pool_label``, ``pool_agreement``, ``raw_feat``, ``logit_pred``, ``logit_conf``)."""
+        if "bank" not in state:
+            raise ValueError(f"{where}: checkpoint entry 'bank' is missing")
+        version = state.get("version", 1)
+        if version not in (1, HDL_STATE_VERSION):
+            raise ValueError(f"{where}: HDL state version {version!r} is not supported (this version reads 1 and "
+                             f"{HDL_STATE_VERSION})")
+        self.bank.load_state_dict(state["bank"])
+        if version == 1:
+            self.pool.load_state_dict(state, where)
+            self.diagnostics.load_state_dict(state, where)
+        else:
+            for name in ("pool", "diagnostics"):
+                if name not in state:
+                    raise ValueError(f"{where}: checkpoint entry {name!r} is missing")
+            self.pool.load_state_dict(state["pool"], f"{where}['pool']")
+            self.diagnostics.load_state_dict(state["diagnostics"], f"{where}['diagnostics']")

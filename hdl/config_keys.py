@@ -1,0 +1,224 @@
+"""The one table of every configuration key the project adds to USB's.
+
+Each key is declared once here with its default, check, allowed values in words and meaning.
+Generated from it: USB's ``SSL_Argument``s of the ``hdl_*`` algorithms
+(:func:`hdl.algorithms.usb.hdl_wrapper.hdl_arguments`), the per-key validation of ``hdl-train``
+configs (:func:`validate`), ``hdl-train --help-keys``, ``hdl-relabel``'s and
+``hdl-relabel-run``'s labeling flags (:func:`add_relabel_arguments`) and the README's key table
+(:func:`markdown_table`; ``tests/test_config_keys.py`` fails when the README disagrees).
+
+The labeling keys are not restated: every exposed option of :data:`hdl.labeling.OPTION_TABLE`
+becomes the key ``hdl_<option>`` (``min_agreement`` becomes ``hdl_vote_min_agreement``, since
+``hdl_min_agreement`` is the training filter on the labels used) with ``hdl_label``'s default, and
+the flag ``--<option>`` of the relabeling commands.  A new labeling option therefore needs one
+declaration: its keyword default in ``hdl_label`` and its row in ``OPTION_TABLE``.
+
+Groups: ``hdl`` (training with HDL), ``labeling`` (the labeler, also reached by the relabeling
+commands), ``semantic`` (semantic supervised losses), ``run`` (data and device; every algorithm).
+Cross-key rules (e.g. ``hdl_k <= hdl_k_max``) are checked where the settings are read.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional
+
+from hdl.knn import BACKENDS
+from hdl.labeling import DEFAULT_OPTIONS, OPTION_TABLE
+
+GROUPS = ("hdl", "labeling", "semantic", "run")
+HDL_USES = ("target", "pool")
+HDL_EMBEDS = ("bank", "ema_pass")
+SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
+SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
+# labeling options whose key is not hdl_<option>
+KEY_RENAMES = {"min_agreement": "hdl_vote_min_agreement"}
+
+
+def _int(v) -> bool:
+    return isinstance(v, Integral) and not isinstance(v, bool)
+
+
+def _real(v) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def parse_bool(text) -> bool:
+    """Command-line text -> bool (true/false, yes/no, 1/0)."""
+    if isinstance(text, bool):
+        return text
+    t = str(text).strip().lower()
+    if t in ("true", "yes", "1", "t", "y"):
+        return True
+    if t in ("false", "no", "0", "f", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _device_ok(v) -> bool:
+    return isinstance(v, str) and (v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()))
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key.  ``option``: the :func:`hdl.labeling.hdl_label` option (or
+    :func:`hdl.refresh.refresh` argument) it feeds; ``flag``: its ``hdl-relabel`` flag, if any."""
+
+    name: str
+    group: str
+    default: Any
+    check: Callable[[Any], bool]
+    allowed: str
+    help: str
+    parse: Callable[[str], Any] = str
+    option: Optional[str] = None
+    flag: Optional[str] = None
+
+    def validate(self, value: Any) -> Any:
+        """The value, with an int widened to float for a float key; ValueError naming the key."""
+        if isinstance(self.default, float) and _int(value):
+            value = float(value)
+        if self.name == "hdl_k" and isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not self.check(value):
+            raise ValueError(f"{self.name}: expected {self.allowed}, got {value!r}")
+        return value
+
+
+def _declared() -> Dict[str, Key]:
+    keys = [
+        Key("hdl_enable", "hdl", True, lambda v: isinstance(v, bool), "true or false",
+            "turn HDL on/off (off: exactly the base algorithm)", parse_bool),
+        Key("hdl_warmup_iter", "hdl", 200, lambda v: _int(v) and v >= 0, "an int >= 0",
+            "iterations before the first refresh", int),
+        Key("hdl_refresh_every", "hdl", 200, lambda v: _int(v) and v >= 1, "an int >= 1",
+            "iterations between refreshes", int),
+        Key("hdl_use", "hdl", "target", lambda v: v in HDL_USES, f"one of {list(HDL_USES)}",
+            "target: HDL labels replace the model's pseudo-labels; pool: they join the labeled batches"),
+        Key("hdl_embed", "hdl", "ema_pass", lambda v: v in HDL_EMBEDS, f"one of {list(HDL_EMBEDS)}",
+            "ema_pass: re-embed the training set with the EMA model at each refresh; bank: train-step features"),
+        Key("hdl_gt_ratio", "hdl", 0.5, lambda v: _real(v) and 0 < v <= 1, "a number in (0, 1]",
+            "pool mode: least share of ground truth per labeled batch", float),
+        Key("hdl_min_agreement", "hdl", 0.0, lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]",
+            "HDL labels whose vote agreement is below this are not used in training", float),
+        Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
+            "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
+        Key("hdl_k_max", "labeling", 50, lambda v: _int(v) and v >= 1, "an int >= 1",
+            "neighbours kept in the kNN graph (clamped to the number of samples - 1)", int,
+            option="k_max", flag="--k-max"),
+        Key("hdl_backend", "labeling", "auto", lambda v: v in BACKENDS, f"one of {list(BACKENDS)}",
+            "kNN backend (auto: FAISS when installed, on the GPU when the bank is there)",
+            option="backend", flag="--backend"),
+    ]
+    for name, opt in OPTION_TABLE.items():
+        if not opt.exposed:
+            continue
+        keys.append(Key(KEY_RENAMES.get(name, f"hdl_{name}"), "labeling", DEFAULT_OPTIONS[name], opt.check,
+                        opt.allowed, opt.help, opt.parse, option=name, flag="--" + name.replace("_", "-")))
+    keys += [
+        Key("semantic_loss", "semantic", "none", lambda v: v in SEMANTIC_LOSSES, f"one of {list(SEMANTIC_LOSSES)}",
+            "what replaces the supervised cross-entropy"),
+        Key("semantic_tree", "semantic", "auto", lambda v: isinstance(v, str) and bool(v),
+            "'auto', 'flat', 'wordnet', a shipped tree or a .yaml/.yml/.json path", "class hierarchy"),
+        Key("semantic_source", "semantic", "hierarchy", lambda v: v in SEMANTIC_SOURCES,
+            f"one of {list(SEMANTIC_SOURCES)}", "S-AL class similarity source"),
+        Key("sal_beta", "semantic", 0.4, lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]",
+            "S-AL weight of the one-hot part", float),
+        Key("hace_d", "semantic", 0.7, lambda v: _real(v) and 0 < v <= 1, "a number in (0, 1]",
+            "HACE ancestral smoothing d", float),
+        Key("pmi_weight", "semantic", 1.0, lambda v: _real(v) and v > 0, "a number > 0",
+            "weight of the PMI cosine loss", float),
+        Key("pmi_k", "semantic", 10, lambda v: _int(v) and v >= 1, "an int >= 1",
+            "neighbours per sample for the PMI co-occurrence", int),
+        Key("num_val", "run", 0, lambda v: _int(v) and v >= 0, "an int >= 0",
+            "validation images per class, removed before the labeled/unlabeled split", int),
+        Key("device", "run", "auto", _device_ok, "'auto', 'cpu', 'cuda' or 'cuda:N'", "where the run trains"),
+        Key("download", "run", False, lambda v: isinstance(v, bool), "true or false",
+            "let torchvision download cifar10/100, svhn, stl10 into data_dir", parse_bool),
+    ]
+    out: Dict[str, Key] = {}
+    for k in keys:
+        if k.name in out:
+            raise AssertionError(f"configuration key {k.name!r} declared twice")
+        out[k.name] = k
+    return out
+
+
+KEYS: Dict[str, Key] = _declared()
+
+
+def keys(groups: Iterable[str] = GROUPS) -> Dict[str, Key]:
+    groups = tuple(groups)
+    return {n: k for n, k in KEYS.items() if k.group in groups}
+
+
+def defaults(groups: Iterable[str] = GROUPS) -> Dict[str, Any]:
+    return {n: k.default for n, k in keys(groups).items()}
+
+
+def validate(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """Check every table key present in ``config``; returns a copy with ints widened for float keys.
+    Keys outside the table pass through unchanged."""
+    out = dict(config)
+    for name, value in config.items():
+        if name in KEYS:
+            out[name] = KEYS[name].validate(value)
+    return out
+
+
+def labeling_options(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """``hdl_label`` options and ``refresh`` arguments (``k_max``, ``backend``) from a config of
+    table keys (missing keys: their defaults)."""
+    return {k.option: config.get(n, k.default) for n, k in keys(["labeling"]).items()}
+
+
+# ---------------------------------------------------------------------- command line
+def add_relabel_arguments(p: argparse.ArgumentParser) -> None:
+    """The labeling flags of ``hdl-relabel`` / ``hdl-relabel-run`` (unset: the default)."""
+    for k in keys(["labeling"]).values():
+        p.add_argument(k.flag, dest=k.option, type=k.parse, default=argparse.SUPPRESS,
+                       help=f"{k.help}; {k.allowed} (default: {_show(k.default)})")
+
+
+def relabel_options(ns: argparse.Namespace, exclude: Iterable[str] = ()) -> Dict[str, Any]:
+    """The flags of :func:`add_relabel_arguments` that were given, as option -> value, validated
+    (``--class-quota none`` or <= 0 gives None: no quota)."""
+    out: Dict[str, Any] = {}
+    for k in keys(["labeling"]).values():
+        if k.option in exclude or not hasattr(ns, k.option):
+            continue
+        value = getattr(ns, k.option)
+        try:
+            out[k.option] = k.validate(value)
+        except ValueError:
+            raise ValueError(f"{k.flag}: expected {k.allowed}, got {value!r}") from None
+    return out
+
+
+def _show(v: Any) -> str:
+    return "none" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def help_text(groups: Iterable[str] = GROUPS) -> str:
+    """Every key of ``groups``: name, default, allowed values, meaning (``hdl-train --help-keys``)."""
+    lines = []
+    for g in tuple(groups):
+        lines.append(f"{g} keys:")
+        for k in keys([g]).values():
+            lines.append(f"  {k.name} (default {_show(k.default)}): {k.help}; {k.allowed}")
+    return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The README's key table."""
+    rows = ["| key | group | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for k in KEYS.values():
+        allowed = k.allowed.replace("|", "\\|")
+        rows.append(f"| `{k.name}` | {k.group} | `{_show(k.default)}` | {allowed} | {k.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m hdl.config_keys: print the README table
+    print(markdown_table())
