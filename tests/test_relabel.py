@@ -3,7 +3,8 @@ import csv
 import numpy as np
 import pytest
 
-from hdl.relabel import main, relabel
+from hdl.relabel import relabel
+from hdl.relabel_cli import main
 
 
 def blobs(seed=0, n_per=40):

@@ -20,10 +20,22 @@ def _setup_logging() -> None:
 def train_main(argv: Optional[List[str]] = None) -> int:
     """Train from a YAML config; CLI ``--key value`` pairs override its keys."""
     _setup_logging()
-    p = argparse.ArgumentParser(prog="hdl-train", description=__doc__)
-    p.add_argument("--config", required=True, help="YAML file of USB keys (plus the project's)")
+    p = argparse.ArgumentParser(
+        prog="hdl-train", description="Train a USB algorithm (or HDL around one) from a YAML config; "
+        "--key value pairs after it override the config's keys.",
+        epilog="The project's keys (hdl_*, labeling, semantic, data/device) are listed by --help-keys; "
+        "USB's own keys and defaults are those of its get_config for the chosen algorithm.")
+    p.add_argument("--config", help="YAML file of USB keys (plus the project's)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--help-keys", action="store_true", help="list the project's keys with defaults and meaning, then exit")
     known, rest = p.parse_known_args(argv)
+    if known.help_keys:
+        from hdl.config_keys import help_text
+
+        print(help_text())
+        return 0
+    if not known.config:
+        p.error("the following arguments are required: --config")
     from semilearn.algorithms import name2alg
 
     from . import runner
