@@ -1,5 +1,6 @@
 """HDL wrapped around USB's four base algorithms: registration, exact equivalence before warm-up,
 refresh, target injection, checkpoint and resume."""
+import math
 import os
 import warnings
 
@@ -20,10 +21,10 @@ CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "digits")
 BASES = ("fixmatch", "freematch", "mixmatch", "remixmatch")
 
 
-def make_args(base, tmp_path, name, **over):
+def make_args(base, tmp_path, name, device="cpu", **over):
     cfg = load_yaml(os.path.join(CONFIGS, f"{base}.yaml"))
     cfg.update(dict(num_train_iter=20, num_eval_iter=1000, num_log_iter=1000, batch_size=8, uratio=1,
-                    net="cnn_tiny", eval_batch_size=512, save_dir=str(tmp_path), save_name=name, device="cpu",
+                    net="cnn_tiny", eval_batch_size=512, save_dir=str(tmp_path), save_name=name, device=str(device),
                     num_val=5, seed=7))
     cfg.update(over)
     return resolve_config(cfg, list(name2alg.keys()))
@@ -57,14 +58,14 @@ def test_registered_with_usb_and_get_config():
 
 
 @pytest.mark.parametrize("base", BASES)
-def test_exactly_the_base_losses_before_warmup_and_when_disabled(base, tmp_path):
-    ref, _ = run_losses(make_args(base, tmp_path, "base", algorithm=base))
-    off, _ = run_losses(make_args(base, tmp_path, "off", algorithm=f"hdl_{base}", hdl_enable=False))
-    early, a = run_losses(make_args(base, tmp_path, "early", algorithm=f"hdl_{base}", hdl_warmup_iter=1000))
+def test_exactly_the_base_losses_before_warmup_and_when_disabled(base, tmp_path, device):
+    ref, _ = run_losses(make_args(base, tmp_path, "base", device, algorithm=base))
+    off, _ = run_losses(make_args(base, tmp_path, "off", device, algorithm=f"hdl_{base}", hdl_enable=False))
+    early, a = run_losses(make_args(base, tmp_path, "early", device, algorithm=f"hdl_{base}", hdl_warmup_iter=1000))
     assert len(ref) == 20
     assert ref == off
-    early_bank, b = run_losses(make_args(base, tmp_path, "early_bank", algorithm=f"hdl_{base}", hdl_warmup_iter=1000,
-                                         hdl_embed="bank"))
+    early_bank, b = run_losses(make_args(base, tmp_path, "early_bank", device, algorithm=f"hdl_{base}",
+                                         hdl_warmup_iter=1000, hdl_embed="bank"))
     assert ref == early
     assert ref == early_bank
     assert b.bank.num_filled > 0  # the bank was fed from the base's own features meanwhile
@@ -73,8 +74,8 @@ def test_exactly_the_base_losses_before_warmup_and_when_disabled(base, tmp_path)
 
 
 @pytest.mark.parametrize("base", BASES)
-def test_refresh_checkpoint_resume(base, tmp_path):
-    args = make_args(base, tmp_path, "run", algorithm=f"hdl_{base}", num_train_iter=6, num_eval_iter=3,
+def test_refresh_checkpoint_resume(base, tmp_path, device):
+    args = make_args(base, tmp_path, "run", device, algorithm=f"hdl_{base}", num_train_iter=6, num_eval_iter=3,
                      hdl_warmup_iter=3, hdl_refresh_every=3, hdl_embed="ema_pass")
     a = runner.build_algorithm(args, tb=False)
     a.train()
@@ -82,16 +83,20 @@ def test_refresh_checkpoint_resume(base, tmp_path):
     first = a.refresh_log[0]
     n_ulb = len(set(a.split_info.ulb_idx.tolist()) - set(a.split_info.lb_idx.tolist()))
     assert first["hdl/pool_size"] >= 0.5 * n_ulb
-    assert 0.0 <= first["hdl/pool_acc"] <= 1.0
     assert os.path.exists(os.path.join(str(tmp_path), "run", "hdl_refresh.jsonl"))
     # the pool never relabels ground truth
     assert (a.pool.labels[torch.as_tensor(a.split_info.lb_idx)] == -1).all()
 
     ckpt = os.path.join(str(tmp_path), "run", "latest_model.pth")
-    b = runner.build_algorithm(make_args(base, tmp_path, "run", algorithm=f"hdl_{base}", num_train_iter=6,
+    b = runner.build_algorithm(make_args(base, tmp_path, "run", device, algorithm=f"hdl_{base}", num_train_iter=6,
                                          hdl_embed="ema_pass", resume=True), tb=False)
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)["hdl"]
     assert saved["version"] == 2 and saved["pool"]["version"] == 1
+    # the logged pool accuracy of the last refresh is the saved pool's agreement with the true labels
+    pool = saved["pool"]["labels"]
+    pooled = pool >= 0
+    assert a.refresh_log[-1]["hdl/pool_acc"] == pytest.approx(float((pool[pooled] == a._train_y[pooled]).float().mean()))
+    assert a.refresh_log[-1]["hdl/pool_size"] == float(pooled.sum())
     assert (saved["pool"]["labels"] >= 0).sum() >= 0.5 * n_ulb
     b.load_model(ckpt)
     assert torch.equal(b.pool.labels, saved["pool"]["labels"])
@@ -134,3 +139,160 @@ def test_bad_hdl_settings(tmp_path):
                       ({"hdl_class_quota": -1.0}, "hdl_class_quota: expected None or a float > 0")):
         with pytest.raises(ValueError, match=msg):  # the config check, or the settings read at construction
             runner.build_algorithm(make_args("fixmatch", tmp_path, "bad", algorithm="hdl_fixmatch", **over), tb=False)
+
+
+# ---------------------------------------------------------------------- the target seam
+class StepLog(Hook):
+    """Keeps every step's log_dict entries of HDL."""
+
+    def __init__(self):
+        self.steps = []
+
+    def after_train_step(self, algorithm):
+        self.steps.append({k: v for k, v in algorithm.log_dict.items() if k.startswith("hdl/")})
+
+
+def spy_targets(a):
+    """Records (unlabeled batch indices, targets) of every step with HDL targets."""
+    seen = []
+    inner = a._batch_targets
+
+    def spy(idx_ulb):
+        t = inner(idx_ulb)
+        seen.append((idx_ulb.clone(), t))
+        return t
+    a._batch_targets = spy
+    return seen
+
+
+def test_seam_raises_on_a_row_mismatch_and_on_a_role_never_called(tmp_path):
+    a = runner.build_algorithm(make_args("fixmatch", tmp_path, "seam", algorithm="hdl_fixmatch"), tb=False)
+    t = Targets.one_hot(torch.tensor([True, False, True]), torch.tensor([1, 0, 2]), torch.ones(3), 10)
+    a.seam.begin(t)
+    with pytest.raises(RuntimeError, match="role 'masking' of fixmatch returned \\(4,\\), expected 3 rows"):
+        a.call_hook("masking", "MaskingHook", logits_x_ulb=torch.full((4, 10), 0.1), softmax_x_ulb=False)
+    a.seam.begin(t)
+    a.call_hook("masking", "MaskingHook", logits_x_ulb=torch.full((3, 10), 0.1), softmax_x_ulb=False)
+    with pytest.raises(RuntimeError, match="\\['gen_ulb_targets'\\] of fixmatch were not called"):
+        a.seam.end()
+    assert not a.seam.active  # closed even when it raised
+    mm = runner.build_algorithm(make_args("mixmatch", tmp_path, "seam_mm", algorithm="hdl_mixmatch"), tb=False)
+    mm.seam.begin(t)
+    with pytest.raises(RuntimeError, match="'compute_prob' of mixmatch returned \\(2, 10\\), expected 3 rows"):
+        mm.compute_prob(torch.zeros(2, 10))
+    mm.seam.abort()
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_injected_rows_are_logged_and_are_the_pool_rows_of_the_batch(base, tmp_path, device):
+    args = make_args(base, tmp_path, "inj_log", device, algorithm=f"hdl_{base}", num_train_iter=8,
+                     hdl_warmup_iter=3, hdl_refresh_every=100)
+    a = runner.build_algorithm(args, tb=False)
+    seen = spy_targets(a)
+    log = StepLog()
+    a.register_hook(log, "StepLog", "LOWEST")
+    a.train()
+    assert all("hdl/injected_rows" not in s for s in log.steps[:3])  # nothing before the first refresh
+    after = log.steps[3:]
+    assert len(after) == 5 and len(seen) == 5
+    for (idx, t), step in zip(seen, after):
+        lab, _ = a.pool.lookup(a._ulb_global[idx.cpu()])
+        assert step["hdl/injected_rows"] == float((lab >= 0).sum())  # min_agreement 0: every pool row
+        assert step["hdl/batch_share"] == pytest.approx(float((lab >= 0).float().mean()))
+        if t is not None:
+            assert torch.equal(t.dist.argmax(1)[t.rows].cpu(), lab[lab >= 0])
+    assert sum(s["hdl/injected_rows"] for s in after) > 0
+
+
+def test_remixmatch_and_mixmatch_roles_get_the_pool_targets(tmp_path):
+    import copy
+
+    has = torch.tensor([True, False, True, False])
+    lab = torch.tensor([3, 0, 9, 0])
+    t = Targets.one_hot(has, lab, torch.ones(4), 10)
+    probs = torch.softmax(torch.randn(4, 10, generator=torch.Generator().manual_seed(0)), dim=1)
+
+    rm = runner.build_algorithm(make_args("remixmatch", tmp_path, "rm", algorithm="hdl_remixmatch"), tb=False)
+    twin = copy.deepcopy(rm.hooks_dict["DistAlignHook"].wrapped)  # the base hook, same state
+    expected = twin.dist_align(rm, probs_x_ulb=probs.clone())
+    rm.seam.begin(t)
+    got = rm.call_hook("dist_align", "DistAlignHook", probs_x_ulb=probs.clone())
+    assert rm.seam.end() == 2
+    assert torch.equal(got[has], torch.nn.functional.one_hot(lab[has], 10).float())
+    assert torch.equal(got[~has], expected[~has])  # the other rows: the base's distribution alignment
+    # the base hook's own state learned from the model's probabilities, as without HDL
+    assert torch.equal(rm.hooks_dict["DistAlignHook"].p_model, twin.p_model)
+
+    mm = runner.build_algorithm(make_args("mixmatch", tmp_path, "mm", algorithm="hdl_mixmatch"), tb=False)
+    logits = torch.randn(4, 10, generator=torch.Generator().manual_seed(1))
+    mm.seam.begin(t)
+    p1, p2 = mm.compute_prob(logits), mm.compute_prob(logits + 1.0)  # both unlabeled views
+    assert mm.seam.end() == 2
+    for p in (p1, p2):
+        assert torch.equal(p[has], torch.nn.functional.one_hot(lab[has], 10).float())
+    assert torch.allclose(p1[~has], torch.softmax(logits[~has], dim=1))
+    assert torch.equal(mm.compute_prob(logits), torch.softmax(logits, dim=1))  # no targets: untouched
+
+
+def test_pool_mode_mixes_pool_rows_into_the_labeled_batch(tmp_path, device):
+    args = make_args("fixmatch", tmp_path, "poolmode", device, algorithm="hdl_fixmatch", num_train_iter=8,
+                     hdl_warmup_iter=3, hdl_refresh_every=100, hdl_use="pool", hdl_gt_ratio=0.5)
+    a = runner.build_algorithm(args, tb=False)
+    seen = spy_targets(a)
+    batches = []
+    inner = a._mix_pool_into_labeled
+
+    def spy(kw, x_ulb_w, targets):
+        out, keep = inner(kw, x_ulb_w, targets)
+        batches.append((kw["y_lb"].clone(), out["y_lb"].clone(), keep))
+        return out, keep
+    a._mix_pool_into_labeled = spy
+    log = StepLog()
+    a.register_hook(log, "StepLog", "LOWEST")
+    a.train()
+    assert len(batches) == 5
+    b = args.batch_size
+    n_gt = math.ceil(0.5 * b)
+    for (idx, _), (y_before, y_after, keep), step in zip(seen, batches, log.steps[3:]):
+        lab, _ = a.pool.lookup(a._ulb_global[idx.cpu()])
+        want = lab[lab >= 0][: b - n_gt]  # the first pool rows of the unlabeled batch, up to the cap
+        assert keep == b - len(want)
+        assert torch.equal(y_after[:keep], y_before[:keep])  # ground truth kept in front
+        assert torch.equal(y_after[keep:].cpu(), want)
+        assert step["hdl/batch_share"] == pytest.approx(len(want) / b)
+        assert step["hdl/injected_rows"] == 0.0  # the unlabeled loss stays the base's
+
+
+@pytest.mark.parametrize("weight_by_agreement", [False, True])
+def test_min_agreement_and_weight_by_agreement(tmp_path, weight_by_agreement):
+    a = runner.build_algorithm(make_args("fixmatch", tmp_path, "agr", algorithm="hdl_fixmatch", hdl_min_agreement=0.5,
+                                         hdl_weight_by_agreement=weight_by_agreement), tb=False)
+    ulb = a._ulb_global[:4]
+    a.pool.assign(ulb, torch.tensor([2, 5, 7, -1]), torch.tensor([0.9, 0.4, 0.5, 0.0]), torch.tensor([1, 2, 3, -1]),
+                  torch.zeros(4, dtype=torch.bool))
+    t = a._batch_targets(torch.arange(4))
+    assert t.rows.tolist() == [True, False, True, False]  # 0.4 < hdl_min_agreement; the last has no label
+    assert t.dist.argmax(1)[t.rows].tolist() == [2, 7]
+    want = [0.9, 0.5] if weight_by_agreement else [1.0, 1.0]
+    assert torch.allclose(t.weight[t.rows], torch.tensor(want))
+    a.seam.begin(t)
+    mask = a.call_hook("masking", "MaskingHook", logits_x_ulb=torch.full((4, 10), 0.1), softmax_x_ulb=False)
+    a.seam.abort()
+    assert torch.allclose(mask, torch.tensor([want[0], 0.0, want[1], 0.0]))
+
+
+def test_checkpoints_before_the_pool_object_load(tmp_path):
+    """A checkpoint whose 'hdl' entry has the earlier flat layout loads into the pool object."""
+    a = runner.build_algorithm(make_args("fixmatch", tmp_path, "legacy", algorithm="hdl_fixmatch"), tb=False)
+    n, d = a.bank.num_samples, a.bank.dim
+    labels = torch.full((n,), -1, dtype=torch.long)
+    labels[a._ulb_global[:5]] = torch.tensor([1, 2, 3, 4, 5])
+    flat = {"bank": a.bank.state_dict(), "pool_label": labels, "pool_agreement": (labels >= 0).float() * 0.5,
+            "raw_feat": torch.ones(n, d), "logit_pred": torch.zeros(n, dtype=torch.long), "logit_conf": torch.zeros(n)}
+    a.hdl_state.load_state_dict(flat)
+    assert torch.equal(a.pool.labels, labels) and a.pool.size == 5
+    assert a.pool.level[labels >= 0].tolist() == [1] * 5 and (a.pool.level[labels < 0] == -1).all()
+    assert torch.equal(a.hdl_state.diagnostics.raw_feat, torch.ones(n, d))
+    del flat["pool_agreement"]
+    with pytest.raises(ValueError, match="'pool_agreement' is missing"):
+        a.hdl_state.load_state_dict(flat)
