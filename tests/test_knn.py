@@ -17,13 +17,15 @@ def unit(n, d, seed=0):
     return F.normalize(torch.randn(n, d, generator=g), dim=1)
 
 
-def test_hand_checkable_1d():
+def test_hand_checkable_1d(device):
     # points on the unit circle at angles 0, 30, 90, 180 degrees
     ang = torch.tensor([0.0, 30.0, 90.0, 180.0]) * np.pi / 180
-    x = torch.stack([torch.cos(ang), torch.sin(ang)], dim=1)
+    x = torch.stack([torch.cos(ang), torch.sin(ang)], dim=1).to(device)
     sims, idx = knn_search(x[:1], x, k=4, backend="torch")
+    assert idx.device.type == device.type and sims.device.type == device.type  # results stay on the input's device
     assert idx.tolist() == [[0, 1, 2, 3]]
-    assert torch.allclose(sims, torch.tensor([[1.0, np.cos(np.pi / 6), 0.0, -1.0]], dtype=torch.float32), atol=1e-6)
+    assert torch.allclose(sims.cpu(), torch.tensor([[1.0, np.cos(np.pi / 6), 0.0, -1.0]], dtype=torch.float32),
+                          atol=1e-6)
     sims, idx = knn_graph(x, k=2, backend="torch")
     assert idx[0].tolist() == [1, 2] and idx[3].tolist() == [2, 1]
     assert sims.dtype == torch.float32 and idx.dtype == torch.int64
@@ -41,15 +43,17 @@ def test_k_larger_than_base_gives_sentinels(backend):
 
 
 @pytest.mark.parametrize("backend", ["torch", pytest.param("faiss", marks=needs_faiss)])
-def test_exclude_self_with_duplicates(backend):
-    x = unit(4, 3)
+def test_exclude_self_with_duplicates(backend, device):
+    if backend == "faiss" and device.type != "cpu":
+        pytest.skip("the faiss backend searches CPU tensors")
+    x = unit(4, 3).to(device)
     x = torch.cat([x, x[:1], x[:1]])  # rows 0, 4, 5 are identical
     sims, idx = knn_graph(x, k=3, backend=backend)
     for i in range(6):
         assert i not in idx[i].tolist()
     assert set(idx[0, :2].tolist()) == {4, 5}
     assert set(idx[4, :2].tolist()) == {0, 5}
-    assert torch.allclose(sims[0, :2], torch.ones(2), atol=1e-6)
+    assert torch.allclose(sims[0, :2].cpu(), torch.ones(2), atol=1e-6)
 
 
 def test_single_point_self_search():

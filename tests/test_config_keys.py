@@ -1,0 +1,101 @@
+"""The one key table (hdl.config_keys) and everything generated from it."""
+import os
+import re
+
+import pytest
+import torch
+
+from hdl import config_keys
+from hdl.config_keys import KEYS, markdown_table
+from hdl.labeling import DEFAULT_OPTIONS, OPTION_TABLE
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+EXPOSED = [n for n, o in OPTION_TABLE.items() if o.exposed]
+
+
+def test_readme_key_table_is_the_generated_one():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    block = re.search(r"<!-- keys:start -->\n(.*?)\n<!-- keys:end -->", text, re.S)
+    assert block is not None, "README.md has no <!-- keys:start --> ... <!-- keys:end --> block"
+    assert block.group(1) == markdown_table(), "README key table is stale: run python -m hdl.config_keys"
+
+
+def test_every_exposed_labeling_option_is_a_key_and_a_flag():
+    labeling = config_keys.keys(["labeling"])
+    assert sorted(k.option for k in labeling.values()) == sorted(EXPOSED + ["k_max", "backend"])
+    for name in EXPOSED:
+        key = next(k for k in labeling.values() if k.option == name)
+        assert key.default == DEFAULT_OPTIONS[name]
+        assert key.flag == "--" + name.replace("_", "-")
+    assert KEYS["hdl_vote_min_agreement"].option == "min_agreement"  # hdl_min_agreement is the training filter
+
+
+def test_a_new_labeling_option_needs_one_declaration(monkeypatch):
+    """An option added to OPTION_TABLE (with its hdl_label default) becomes a key and a flag."""
+    from hdl import labeling
+
+    monkeypatch.setitem(labeling.OPTION_TABLE, "new_rule", labeling.Option(lambda v: v in ("a", "b"), "'a' or 'b'",
+                                                                          "a new rule"))
+    monkeypatch.setitem(labeling.DEFAULT_OPTIONS, "new_rule", "a")
+    keys = config_keys._declared()
+    assert keys["hdl_new_rule"].default == "a" and keys["hdl_new_rule"].flag == "--new-rule"
+    with pytest.raises(ValueError, match="hdl_new_rule: expected 'a' or 'b', got 'c'"):
+        keys["hdl_new_rule"].validate("c")
+
+
+def test_usb_arguments_and_help_come_from_the_table(capsys):
+    pytest.importorskip("semilearn")
+    import hdl.algorithms  # noqa: F401
+    from semilearn import get_config
+
+    from hdl.algorithms.run.cli import train_main
+    from hdl.algorithms.usb.hdl_wrapper import hdl_arguments
+
+    assert [a.name for a in hdl_arguments()] == [f"--{n}" for n in KEYS]
+    args = get_config({"algorithm": "hdl_freematch", "dataset": "digits", "num_classes": 10, "num_labels": 40})
+    for name, key in KEYS.items():
+        assert getattr(args, name) == key.default, name
+    assert train_main(["--help-keys"]) == 0
+    out = capsys.readouterr().out
+    for name in KEYS:
+        assert f"  {name} (default " in out
+
+
+def test_relabel_flags_come_from_the_table(capsys):
+    from hdl.relabel_cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for key in config_keys.keys(["labeling"]).values():
+        assert key.flag in out
+
+
+def test_training_passes_every_labeling_option_to_the_labeler(tmp_path, monkeypatch):
+    pytest.importorskip("semilearn")
+    import hdl.algorithms  # noqa: F401
+    import hdl.refresh
+    from hdl.algorithms.run import runner
+    from tests.test_hdl_wrapper import make_args
+
+    calls = []
+    real = hdl.refresh.hdl_label
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(hdl.refresh, "hdl_label", spy)
+    over = dict(hdl_weighting="uniform", hdl_level_quantile=0.25, hdl_vote_min_agreement=0.1, hdl_max_rounds=4,
+                hdl_class_prior="uniform", hdl_fallback="prototype", hdl_k=7, hdl_k_max=20, hdl_min_votes=2)
+    args = make_args("fixmatch", tmp_path, "opts", algorithm="hdl_fixmatch", num_train_iter=3, hdl_warmup_iter=3,
+                     **over)
+    a = runner.build_algorithm(args, tb=False)
+    torch.set_num_threads(1)
+    a.train()
+    assert len(calls) == 1
+    got = calls[0]
+    want = {**DEFAULT_OPTIONS, "weighting": "uniform", "level_quantile": 0.25, "min_agreement": 0.1,
+            "max_rounds": 4, "class_prior": "uniform", "fallback": "prototype", "k": 7, "min_votes": 2}
+    for name in EXPOSED:
+        assert got[name] == want[name], name
+    assert a.refresh_log[0]["hdl/k"] == 7.0

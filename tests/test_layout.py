@@ -1,0 +1,115 @@
+"""The layout rules of the README's Layout section: imports only downwards, no cycles, no module
+imports a command-line module, every package is installed."""
+import ast
+import os
+import re
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+# installed package -> folder (pyproject's package-dir)
+ROOTS = {"hdl": os.path.join(ROOT, "hdl"), "hdl.algorithms": os.path.join(ROOT, "algorithms")}
+LAYERS = {"hdl.algorithms.bench": 3, "hdl.algorithms.run": 2, "hdl.algorithms.usb": 1}
+
+
+def modules():
+    """module name -> file, for every .py file of the project's packages."""
+    out = {}
+    for pkg, folder in ROOTS.items():
+        for dirpath, dirnames, files in os.walk(folder):
+            dirnames[:] = [d for d in dirnames if not d.startswith((".", "__"))]
+            if pkg == "hdl" and "algorithms" in dirpath:
+                continue
+            rel = os.path.relpath(dirpath, folder)
+            base = pkg if rel == "." else pkg + "." + rel.replace(os.sep, ".")
+            for f in files:
+                if f.endswith(".py"):
+                    out[base if f == "__init__.py" else f"{base}.{f[:-3]}"] = os.path.join(dirpath, f)
+    return out
+
+
+def imports(name, path):
+    """Project modules imported anywhere in the file (module-level and inside functions)."""
+    tree = ast.parse(open(path).read())
+    is_pkg = path.endswith("__init__.py")
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = name.split(".")
+                base = parts if is_pkg else parts[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module
+            found.add(mod)
+            found.update(f"{mod}.{a.name}" for a in node.names)
+    return found
+
+
+def layer(mod):
+    for prefix, n in LAYERS.items():
+        if mod == prefix or mod.startswith(prefix + "."):
+            return n
+    return 0 if mod == "hdl" or (mod.startswith("hdl.") and not mod.startswith("hdl.algorithms")) else None
+
+
+def project_graph():
+    mods = modules()
+    return mods, {m: {i for i in imports(m, p) if i in mods} for m, p in mods.items()}
+
+
+def test_core_never_imports_semilearn_or_the_adapter():
+    mods = modules()
+    for m, p in mods.items():
+        if layer(m) == 0:
+            bad = {i for i in imports(m, p) if i.split(".")[0] == "semilearn" or i.startswith("hdl.algorithms")}
+            assert not bad, f"{m} imports {bad}"
+
+
+def test_imports_only_downwards():
+    mods, graph = project_graph()
+    for m, deps in graph.items():
+        if layer(m) is None:
+            continue  # the package hdl.algorithms itself and its re-export modules
+        for d in deps:
+            if layer(d) is not None:
+                assert layer(d) <= layer(m), f"{m} (layer {layer(m)}) imports {d} (layer {layer(d)})"
+
+
+def test_no_import_cycle():
+    _, graph = project_graph()
+    state = {}
+
+    def visit(m, stack):
+        state[m] = "open"
+        for d in graph[m]:
+            if state.get(d) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d):] + [d]))
+            if d not in state:
+                visit(d, stack + [d])
+        state[m] = "done"
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+
+
+def console_modules():
+    text = open(os.path.join(ROOT, "pyproject.toml")).read()
+    section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+    return set(re.findall(r'=\s*"([\w.]+):', section))
+
+
+def test_no_module_imports_a_command_line_module():
+    mods, graph = project_graph()
+    commands = console_modules()
+    assert commands and commands <= set(mods), commands - set(mods)
+    for m, deps in graph.items():
+        assert not (deps & commands) - {m}, f"{m} imports the command module(s) {deps & commands}"
+
+
+def test_every_package_is_listed_in_pyproject():
+    text = open(os.path.join(ROOT, "pyproject.toml")).read()
+    listed = set(re.findall(r'"(hdl[\w.]*)"', text.split("packages = [", 1)[1].split("]", 1)[0]))
+    packages = {m for m, p in modules().items() if p.endswith("__init__.py")}
+    assert packages == listed, f"not listed: {packages - listed}; listed but absent: {listed - packages}"
