@@ -130,7 +130,8 @@ class HierarchicalDynamicLabeling(ClassifierMixin, BaseEstimator):
     of them weigh 0 (e.g. negative similarities under cosine weights) each counts 1.  Fewer
     labeled training samples than ``chosen_k_``: all of them vote.  ``predict(X)``: the class
     with the largest share (ties: the first in ``classes_``); ``hierarchy_vote`` is not applied
-    to new samples.  With every ``y`` given, ``fit`` labels nothing and the estimator is that
+    to new samples.  Both use ``backend``, ``weighting`` and ``gamma`` as they were at the last
+    ``fit``.  With every ``y`` given, ``fit`` labels nothing and the estimator is that
     weighted kNN classifier.
 
     Example::

@@ -212,6 +212,11 @@ def test_predict_proba_by_hand():
     np.testing.assert_allclose(model.label_distributions_, [[1, 0], [0.8 / 1.4, 0.6 / 1.4], [1, 0]],
                                rtol=1e-5)
     assert model.score(q, [0, 1]) == 0.5
+    # predictions follow the parameters of the last fit, not later set_params calls
+    np.testing.assert_allclose(clone(model).set_params(weighting="uniform").fit(X, y).predict_proba(q[:1]),
+                               [[0.5, 0.5]])
+    model.set_params(weighting="uniform")
+    np.testing.assert_allclose(model.predict_proba(q[:1]), [[0.96 / 1.76, 0.8 / 1.76]], rtol=1e-5)
 
 
 def test_labeling_a_hand_case():
