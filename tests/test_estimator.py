@@ -205,9 +205,10 @@ def test_predict_proba_by_hand():
     cubed = HDL(k=2, k_max=2, weighting="cosine^gamma", gamma=3.0, backend="torch").fit(X, y)
     a, b = 0.96 ** 3, 0.8 ** 3
     np.testing.assert_allclose(cubed.predict_proba(q[:1]), [[a / (a + b), b / (a + b)]], rtol=1e-5)
-    # k beyond the pool: all three labeled samples vote
+    # k beyond the samples: the refresh clamps the graph and k to N - 1 = 2, and says so in chosen_k_
     wide = HDL(k=5, k_max=5, backend="torch").fit(X, y)
-    np.testing.assert_allclose(wide.predict_proba(q[:1]), [[1.56 / 2.36, 0.8 / 2.36]], rtol=1e-5)
+    assert wide.chosen_k_ == 2
+    np.testing.assert_allclose(wide.predict_proba(q[:1]), [[0.96 / 1.76, 0.8 / 1.76]], rtol=1e-5)
     # training samples vote without themselves: A <- B .8, C 0; B <- A .8, C .6; C <- B .6, A 0
     np.testing.assert_allclose(model.label_distributions_, [[1, 0], [0.8 / 1.4, 0.6 / 1.4], [1, 0]],
                                rtol=1e-5)
