@@ -3,6 +3,9 @@ logistic regression on the labeled images alone, and scikit-learn's LabelSpreadi
 on raw pixels (labeled + unlabeled), both scored on the test set.
 
     python scripts/floors.py --dataset digits --num_labels 40 --seeds 0 1 2 [--num_val 10]
+        [--lb_imb_ratio 10 --ulb_imb_ratio 10 --ulb_num_labels 80]
+
+With ``--lb_imb_ratio`` above 1, ``--num_labels`` is the head class's count (as in hdl-train).
 """
 import argparse
 import json
@@ -30,8 +33,12 @@ def main():
     p.add_argument("--num_labels", type=int, default=40)
     p.add_argument("--num_val", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--lb_imb_ratio", type=float, default=1.0)
+    p.add_argument("--ulb_imb_ratio", type=float, default=1.0, help="<= -1: reversed")
+    p.add_argument("--ulb_num_labels", type=int, default=None, help="unlabeled head-class count")
     a = p.parse_args()
-    rows = [floors(a.dataset, a.num_labels, s, a.num_val, a.data_dir) for s in a.seeds]
+    rows = [floors(a.dataset, a.num_labels, s, a.num_val, a.data_dir, a.lb_imb_ratio, a.ulb_imb_ratio,
+                   a.ulb_num_labels) for s in a.seeds]
     lr, ls = np.array(rows).T
     print(json.dumps({"dataset": a.dataset, "num_labels": a.num_labels, "seeds": a.seeds,
                       "logreg_mean": round(float(lr.mean()), 4), "logreg_std": round(float(lr.std()), 4),

@@ -22,7 +22,7 @@ ALG = {
 
 COMMON = dict(optim="SGD", lr=0.03, momentum=0.9, weight_decay=0.0005, layer_decay=1.0, amp=False,
               use_cat=True, net_from_name=False, train_sampler="RandomSampler", include_lb_to_ulb=True,
-              resume=False, overwrite=True, use_tensorboard=True, device="auto")
+              resume=False, overwrite=False, use_tensorboard=True, device="auto")
 
 
 def offline(alg, dataset, num_labels, img_size, net, iters, batch, uratio_scale, num_val, eval_every):

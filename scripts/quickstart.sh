@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-.venv/bin/hdl-train --config configs/digits/hdl_fixmatch.yaml --save_name quickstart "$@"
+.venv/bin/hdl-train --config configs/digits/hdl_fixmatch.yaml --save_name quickstart --overwrite True "$@"
 .venv/bin/python scripts/summary.py saved_models/digits/quickstart

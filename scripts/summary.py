@@ -28,10 +28,16 @@ def main(argv=None):
     splits = Splits.load(os.path.join(run, "splits.npz"))
     fl = pixel_floors(data.train_x, data.train_y, data.test_x, data.test_y, splits.lb_idx, splits.ulb_idx,
                       seed=int(cfg.get("seed", 0)))
-    print(f"{res['algorithm']} on {res['dataset']}, {res['num_labels']} labels, seed {res['seed']}, "
+    head = "" if float(cfg.get("lb_imb_ratio", 1) or 1) == 1 else f" (num_labels {res['num_labels']} is the head class's)"
+    print(f"{res['algorithm']} on {res['dataset']}, {len(splits.lb_idx)} labeled images{head}, seed {res['seed']}, "
           f"{res['iterations']} iterations in {res['wall_seconds']:.0f} s on {res['device']}")
     print(f"  test accuracy at best validation : {100 * res['test_acc_at_best_val']:.1f}%")
     print(f"  test accuracy at the end         : {100 * res['test_acc_final']:.1f}%")
+    per_class = res.get("test_per_class_acc_at_best_val")
+    if per_class:
+        worst = int(np.argmin(per_class))
+        print(f"  per-class test accuracy (best)   : {' '.join(f'{100 * v:.0f}' for v in per_class)}")
+        print(f"  worst class (best checkpoint)    : class {worst}, {100 * per_class[worst]:.1f}%")
     print(f"  floor: logistic regression       : {100 * fl['logreg']:.1f}%")
     print(f"  floor: LabelSpreading (pixels)   : {100 * fl['labelspreading']:.1f}%")
     log = os.path.join(run, "hdl_refresh.jsonl")

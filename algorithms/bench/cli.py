@@ -123,6 +123,9 @@ def run_grid(grid: Grid, cells: Sequence[Cell], isolation: Optional[str] = None,
     def finished(cell: Cell, ok: bool) -> None:
         (ran if ok else failed).append(cell.key)
         bar.update(1)
+        if not progress:  # one line per finished cell where there is no bar
+            print(f"[{len(done) + len(ran) + len(failed)}/{len(cells)}] {cell.key}: {'done' if ok else 'FAILED'}",
+                  flush=True)
 
     try:
         if jobs == 1:  # in this thread, so Ctrl-C stops an in-process cell too
@@ -159,7 +162,6 @@ def _csv_list(value: Optional[str], cast=str):
 def main(argv: Optional[List[str]] = None) -> int:
     """``hdl-bench``: run a grid (resumable), then write results.csv, table.md and plots."""
     logging.basicConfig(format="[%(levelname)s] %(message)s", level=logging.INFO)
-    warnings.filterwarnings("ignore", category=FutureWarning)
     p = argparse.ArgumentParser(prog="hdl-bench", description=main.__doc__,
                                 epilog="Extra --key value pairs override the config of every cell.")
     p.add_argument("--config", required=True, help="grid YAML file (see hdl.algorithms.bench)")

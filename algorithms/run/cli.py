@@ -5,16 +5,12 @@ import argparse
 import json
 import logging
 import sys
-import warnings
 from typing import List, Optional
 
 
 def _setup_logging() -> None:
+    """Log lines on the console; third-party warnings are filtered by :mod:`hdl.commands`."""
     logging.basicConfig(format="[%(levelname)s] %(message)s", level=logging.INFO)
-    logging.getLogger("faiss").setLevel(logging.WARNING)  # its CPU-feature probing is not news
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*GradScaler.*")
-    warnings.filterwarnings("ignore", message=".*torch.cuda.amp.*")
 
 
 def train_main(argv: Optional[List[str]] = None) -> int:
@@ -24,7 +20,8 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         prog="hdl-train", description="Train a USB algorithm (or HDL around one) from a YAML config; "
         "--key value pairs after it override the config's keys.",
         epilog="The project's keys (hdl_*, labeling, semantic, data/device) are listed by --help-keys; "
-        "USB's own keys and defaults are those of its get_config for the chosen algorithm.")
+        "USB's own keys and defaults are those of its get_config for the chosen algorithm. "
+        "-v / --verbose shows third-party warnings that are hidden by default.")
     p.add_argument("--config", help="YAML file of USB keys (plus the project's)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--help-keys", action="store_true", help="list the project's keys with defaults and meaning, then exit")
@@ -48,6 +45,11 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         allowed = set(SUPPORTED_BASES) | {n for n in name2alg.keys() if n.startswith("hdl_")}
         args = resolve_config(cfg, allowed)
         res = runner.train(args, progress=not known.no_progress)
+    except runner.RunInterrupted as stop:
+        again = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("-v", "--verbose")]
+        print(f"hdl-train: interrupted at iteration {stop.iteration}; resume with: "
+              f"hdl-train {_resume_command(again)}", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError) as e:
         print(f"hdl-train: error: {e}", file=sys.stderr)
         return 2
@@ -55,6 +57,21 @@ def train_main(argv: Optional[List[str]] = None) -> int:
                                    "test_acc_at_best_val", "test_acc_final", "wall_seconds")}
     print(json.dumps(summary))
     return 0
+
+
+def _resume_command(argv: List[str]) -> str:
+    """The command line ``argv`` with ``--resume True`` (and without --overwrite / --resume pairs)."""
+    import shlex
+
+    out, i = [], 0
+    while i < len(argv):
+        key = argv[i].split("=", 1)[0].replace("-", "_")
+        if key in ("__resume", "__overwrite"):
+            i += 1 if "=" in argv[i] else 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return " ".join(shlex.quote(a) for a in out + ["--resume", "True"])
 
 
 def eval_main(argv: Optional[List[str]] = None) -> int:

@@ -199,8 +199,33 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
     resolved["use_aim"] = False
     resolved["gpu"] = None
     if not resolved.get("save_name"):
-        resolved["save_name"] = f"{alg}_{resolved['dataset']}_{resolved['num_labels']}_{resolved['seed']}"
+        resolved["save_name"] = default_run_name(resolved)
     return argparse.Namespace(**resolved)
+
+
+def _ratio(value: Any) -> str:
+    return f"{value:g}".replace("-", "m")
+
+
+def default_run_name(cfg: Dict[str, Any]) -> str:
+    """``<algorithm>[_<imb_algorithm>]_<dataset>[_<data file or folder stem>]_<num_labels>
+    [_lb<lb_imb_ratio>][_ulb<ulb_imb_ratio>]_<seed>``: runs that differ in data, imbalance or
+    imbalance algorithm get different names (a reversed ratio -100 reads ``ulbm100``)."""
+    import os
+
+    parts = [str(cfg["algorithm"])]
+    if cfg.get("imb_algorithm"):
+        parts.append(str(cfg["imb_algorithm"]))
+    parts.append(str(cfg["dataset"]))
+    if cfg["dataset"] in ("npz", "imagefolder") and cfg.get("data_dir"):
+        stem = os.path.splitext(os.path.basename(os.path.normpath(str(cfg["data_dir"]))))[0]
+        parts.append(stem)
+    parts.append(str(cfg["num_labels"]))
+    for key, tag in (("lb_imb_ratio", "lb"), ("ulb_imb_ratio", "ulb")):
+        if cfg.get(key) not in (None, 1, 1.0):
+            parts.append(tag + _ratio(cfg[key]))
+    parts.append(str(cfg["seed"]))
+    return "_".join(parts)
 
 
 def dump_config(ns: argparse.Namespace) -> str:

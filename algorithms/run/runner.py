@@ -52,6 +52,54 @@ class ProgressHook(Hook):
             self.bar.close()
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run at a step boundary, after ``checkpoint`` was written; ``iteration``
+    iterations are done."""
+
+    def __init__(self, iteration: int, checkpoint: str):
+        super().__init__(f"interrupted at iteration {iteration}")
+        self.iteration, self.checkpoint = iteration, checkpoint
+
+
+class InterruptHook(Hook):
+    """Turns the first Ctrl-C (SIGINT) into a stop at the end of the running step: after the
+    step's updates, refresh, evaluation and logging it writes ``latest_model.pth`` and raises
+    :class:`RunInterrupted`.  A second Ctrl-C stops at once (KeyboardInterrupt)."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir
+        self.requested = False
+        self._previous = None
+
+    def install(self) -> bool:
+        """Catch SIGINT (main thread only); True when installed."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return False
+
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            log.warning("Ctrl-C: stopping after this iteration (press it again to stop at once)")
+        self._previous = signal.signal(signal.SIGINT, handler)
+        return True
+
+    def uninstall(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def after_train_step(self, algorithm):
+        if self.requested:
+            algorithm.save_model("latest_model.pth", self.run_dir)  # inside the step: counts it as done
+            raise RunInterrupted(algorithm.it + 1, os.path.join(self.run_dir, "latest_model.pth"))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -130,12 +178,19 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
     latest = os.path.join(run_dir, "latest_model.pth")
     if args.resume and not args.load_path:
         args.load_path = latest
-    if os.path.exists(latest) and not args.resume and not args.overwrite:
-        raise ValueError(f"save_name: {run_dir} already holds a run; set resume: True to continue it or overwrite: True")
+    if not args.resume and not args.overwrite and any(
+            os.path.exists(os.path.join(run_dir, f)) for f in ("latest_model.pth", "config.yaml", "results.json")):
+        raise ValueError(f"save_name: {run_dir} already holds a run; pass --overwrite True to replace it or "
+                         f"--resume True to continue it")
     logger = make_logger(run_dir)
     _atomic_write(os.path.join(run_dir, "config.yaml"), dump_config(args))
     start = time.time()
     alg = build_algorithm(args, logger)
+    if getattr(args, "imb_algorithm", None) and getattr(alg, "scheduler", None) is None:
+        note = (f"learning rate: constant {args.lr} (imb_algorithm {args.imb_algorithm!r} builds its optimizer "
+                f"without a scheduler, as in USB)")
+        logger.info(note)
+        log.info(note)
     if args.resume:
         if os.path.exists(args.load_path):
             alg.load_model(args.load_path)
@@ -143,8 +198,18 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
         else:
             logger.warning("resume: no checkpoint at %s, starting from scratch", args.load_path)
     alg.register_hook(ProgressHook(disable=not progress), "ProgressHook", "LOWEST")
-    alg.train()
+    stopper = InterruptHook(run_dir)
+    alg.register_hook(stopper, "InterruptHook", "LOW")  # after the step's other hooks, before its exit
+    stopper.install()
+    try:
+        alg.train()
+    except RunInterrupted as stop:
+        logger.info("interrupted at iteration %d; checkpoint %s", stop.iteration, stop.checkpoint)
+        raise
+    finally:
+        stopper.uninstall()
     res = dict(alg.results_dict)
+    per_class = getattr(alg, "per_class_test_acc", {})
     results = {
         "algorithm": args.algorithm,
         "dataset": args.dataset,
@@ -160,6 +225,10 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
         "test_balanced_acc_at_best_val": res.get("best_test/balanced_acc"),
         "test_acc_final": res.get("final_test/top-1-acc"),
         "test_balanced_acc_final": res.get("final_test/balanced_acc"),
+        "test_per_class_acc_at_best_val": per_class.get("best"),
+        "test_worst_class_acc_at_best_val": min(per_class["best"]) if per_class.get("best") else None,
+        "test_per_class_acc_final": per_class.get("final"),
+        "test_worst_class_acc_final": min(per_class["final"]) if per_class.get("final") else None,
         "wall_seconds": round(time.time() - start, 2),
         "metrics": _jsonable(res),
         "settings": _jsonable(vars(args)),

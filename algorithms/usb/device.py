@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from inspect import signature
-from typing import Dict, Optional
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from sklearn.metrics import (
 )
 
 from semilearn.core.algorithmbase import AlgorithmBase
-from semilearn.core.hooks import EvaluationHook, Hook, TimerHook
+from semilearn.core.hooks import EvaluationHook, Hook, LoggingHook, TimerHook
 
 from .seam import hook_state_owner
 from .settings import RunSettings
@@ -129,10 +129,13 @@ class ResultsEvaluationHook(EvaluationHook):
     def after_run(self, algorithm):
         save_path = os.path.join(algorithm.save_dir, algorithm.save_name)
         algorithm.save_model("latest_model.pth", save_path)
-        results = {"eval/best_acc": algorithm.best_eval_acc, "eval/best_it": algorithm.best_it}
+        # iterations counted as completed (1-based), as everywhere in the run's outputs
+        results = {"eval/best_acc": algorithm.best_eval_acc, "eval/best_it": algorithm.best_it + 1}
+        per_class = {}
         if "test" in algorithm.loader_dict:
             final = algorithm.evaluate("test")
             results.update({f"final_{k}": v for k, v in final.items()})
+            per_class["final"] = per_class_accuracy(algorithm.last_confusion["test"])
             best_path = os.path.join(save_path, "model_best.pth")
             if os.path.exists(best_path):
                 last_it = algorithm.it
@@ -140,10 +143,41 @@ class ResultsEvaluationHook(EvaluationHook):
                 if algorithm.ema is not None:
                     algorithm.ema.load(algorithm.ema_model)
                 best = algorithm.evaluate("test")
+                per_class["best"] = per_class_accuracy(algorithm.last_confusion["test"])
                 results.update({f"best_{k}": v for k, v in best.items()})
                 results["test/best_acc"] = best["test/top-1-acc"]
                 algorithm.it = last_it
         algorithm.results_dict = results
+        algorithm.per_class_test_acc = per_class
+
+
+class _CompletedSteps:
+    """``tb_log`` stand-in that writes at the number of completed iterations (``it + 1``)."""
+
+    def __init__(self, tb_log):
+        self.tb_log = tb_log
+
+    def update(self, log_dict, it):
+        self.tb_log.update(log_dict, it + 1)
+
+
+class CompletedStepLoggingHook(LoggingHook):
+    """USB's logging hook with TensorBoard steps counted as completed iterations (1-based), the
+    numbering of ``log.txt``, ``hdl_refresh.jsonl`` and ``results.json``."""
+
+    def after_train_step(self, algorithm):
+        tb_log = algorithm.tb_log
+        if tb_log is not None:
+            algorithm.tb_log = _CompletedSteps(tb_log)
+        try:
+            super().after_train_step(algorithm)
+        finally:
+            algorithm.tb_log = tb_log
+
+
+def per_class_accuracy(confusion: np.ndarray) -> List[float]:
+    """Recall of every class from a confusion matrix normalised by the true class (rows)."""
+    return [float(v) for v in np.diag(confusion)]
 
 
 class DeviceMixin:
@@ -213,6 +247,8 @@ class DeviceMixin:
         for i, hook in enumerate(self._hooks):
             if type(hook) is TimerHook:
                 new = DeviceTimerHook()
+            elif type(hook) is LoggingHook:
+                new = CompletedStepLoggingHook()
             elif type(hook) is EvaluationHook:
                 new = ResultsEvaluationHook()
             else:

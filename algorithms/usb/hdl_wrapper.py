@@ -295,11 +295,8 @@ class HDLMixin:
         self.print_fn("HDL refresh at it %d: %s" % (self.it + 1, json.dumps(
             {k: round(v, 4) for k, v in stats.items() if not k.startswith("hdl/pool_class_")})))
         self.refresh_log.append({"it": self.it + 1, **stats})
-        scalars = {k: v for k, v in stats.items() if not k.startswith("hdl/pool_class_")}
-        if isinstance(getattr(self, "log_dict", None), dict):
-            self.log_dict.update(scalars)
-        if self.tb_log is not None:
-            self.tb_log.update(stats, self.it)
+        if self.tb_log is not None:  # once, at the completed-iteration count (not through log_dict too)
+            self.tb_log.update(stats, self.it + 1)
         path = os.path.join(self.save_dir, self.save_name, "hdl_refresh.jsonl")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "a") as f:
