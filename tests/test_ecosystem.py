@@ -129,3 +129,37 @@ def test_ctrl_c_stops_after_a_checkpoint_and_says_how_to_resume(tmp_path):
     p = command("hdl_train", *resume)
     assert p.returncode == 0, p.stderr
     assert json.loads((tmp_path / "stop" / "results.json").read_text())["iterations"] == it + 3
+
+
+def test_the_readme_own_data_example(tmp_path):
+    """The README's own-data path: its snippet writes the .npz, the shipped config trains on it,
+    then summary.py and hdl-eval read the run (shortened here to a few iterations)."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    block = re.search(r"<!-- own-data-example:start -->\n```python\n(.*?)```\n<!-- own-data-example:end -->", text, re.S)
+    assert block, "README has no own-data example block"
+    subprocess.run([sys.executable, "-c", block.group(1)], cwd=tmp_path, check=True)
+    cmds = re.findall(r"^\.venv/bin/(hdl-train|hdl-eval|python) (.*)$", text.split("<!-- own-data-example:end -->")[1]
+                      .split("## Training")[0], re.M)
+    assert [c[0] for c in cmds] == ["hdl-train", "python", "hdl-eval"]
+    train = cmds[0][1].split() + ["--num_train_iter", "4", "--num_eval_iter", "2", "--batch_size", "8", "--uratio",
+                                  "1", "--net", "cnn_tiny", "--hdl_warmup_iter", "2", "--hdl_refresh_every", "2",
+                                  "--save_dir", str(tmp_path / "saved_models" / "own_data"), "--no-progress"]
+    config = train[train.index("--config") + 1]
+    train[train.index("--config") + 1] = os.path.join(ROOT, config)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    code = "import sys; from hdl.commands import {0}; sys.exit({0}())"
+    p = subprocess.run([sys.executable, "-c", code.format("hdl_train"), *train], cwd=tmp_path, capture_output=True,
+                       text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    run_dir = cmds[1][1].split()[-1]
+    assert cmds[2][1].split()[1] == run_dir
+    assert (tmp_path / run_dir / "results.json").exists()  # the README names the run directory right
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "summary.py"), run_dir], cwd=tmp_path,
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    res = json.loads((tmp_path / run_dir / "results.json").read_text())
+    assert f"{100 * res['test_acc_at_best_val']:.1f}%" in p.stdout and "40 labeled images" in p.stdout
+    p = subprocess.run([sys.executable, "-c", code.format("hdl_eval"), *cmds[2][1].split()], cwd=tmp_path,
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / run_dir / "predictions_test_best.csv").exists()

@@ -28,8 +28,18 @@ def train_main(argv: Optional[List[str]] = None) -> int:
     known, rest = p.parse_known_args(argv)
     if known.help_keys:
         from hdl.config_keys import help_text
+        from hdl.data import DATASET_INFO
+        from hdl.nets import NETS
 
         print(help_text())
+        print("data sets (dataset: NAME; data_dir: where its files are):")
+        for info in DATASET_INFO.values():
+            print(f"  {info.name}: {info.expects}")
+        print(f"networks (net: NAME): {', '.join(sorted(NETS))} (any image size, 1 or 3 channels), or a "
+              f"network of USB's semilearn.nets for 3-channel images (e.g. wrn_28_2, resnet18)")
+        print("num_labels: the total number of labeled images (a multiple of num_classes) when lb_imb_ratio "
+              "is 1; with lb_imb_ratio > 1 the head class's count, the other classes following the ratio "
+              "geometrically (ulb_num_labels and ulb_imb_ratio likewise)")
         return 0
     if not known.config:
         p.error("the following arguments are required: --config")
