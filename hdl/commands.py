@@ -10,6 +10,7 @@ nothing heavy.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import warnings
@@ -39,41 +40,29 @@ def quiet(argv: List[str]) -> List[str]:
     return [a for a in argv if a not in VERBOSE_FLAGS]
 
 
-def _run(target: Callable[[], Callable[[Optional[List[str]]], int]], argv: Optional[List[str]]) -> int:
-    args = quiet(list(sys.argv[1:] if argv is None else argv))
-    return target()(args)
+# console script -> (command module, function); imported only when the command runs
+COMMANDS = {
+    "hdl_train": ("hdl.algorithms.run.cli", "train_main"),
+    "hdl_eval": ("hdl.algorithms.run.cli", "eval_main"),
+    "hdl_relabel": ("hdl.relabel_cli", "main"),
+    "hdl_relabel_run": ("hdl.algorithms.run.relabel_run", "main"),
+    "hdl_bench": ("hdl.algorithms.bench.cli", "main"),
+}
 
 
-def hdl_train(argv: Optional[List[str]] = None) -> int:
-    def target():
-        from hdl.algorithms.run.cli import train_main
-        return train_main
-    return _run(target, argv)
+def _entry(name: str) -> Callable[[Optional[List[str]]], int]:
+    module, attr = COMMANDS[name]
+
+    def run(argv: Optional[List[str]] = None) -> int:
+        args = quiet(list(sys.argv[1:] if argv is None else argv))
+        return getattr(importlib.import_module(module), attr)(args)
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = f"Console script {name.replace('_', '-')}: {module}.{attr} after :func:`quiet`."
+    return run
 
 
-def hdl_eval(argv: Optional[List[str]] = None) -> int:
-    def target():
-        from hdl.algorithms.run.cli import eval_main
-        return eval_main
-    return _run(target, argv)
-
-
-def hdl_relabel(argv: Optional[List[str]] = None) -> int:
-    def target():
-        from hdl.relabel_cli import main
-        return main
-    return _run(target, argv)
-
-
-def hdl_relabel_run(argv: Optional[List[str]] = None) -> int:
-    def target():
-        from hdl.algorithms.run.relabel_run import main
-        return main
-    return _run(target, argv)
-
-
-def hdl_bench(argv: Optional[List[str]] = None) -> int:
-    def target():
-        from hdl.algorithms.bench.cli import main
-        return main
-    return _run(target, argv)
+hdl_train = _entry("hdl_train")
+hdl_eval = _entry("hdl_eval")
+hdl_relabel = _entry("hdl_relabel")
+hdl_relabel_run = _entry("hdl_relabel_run")
+hdl_bench = _entry("hdl_bench")
