@@ -97,6 +97,9 @@ def test_refresh_checkpoint_resume(base, tmp_path, device):
     pooled = pool >= 0
     assert a.refresh_log[-1]["hdl/pool_acc"] == pytest.approx(float((pool[pooled] == a._train_y[pooled]).float().mean()))
     assert a.refresh_log[-1]["hdl/pool_size"] == float(pooled.sum())
+    # with hdl_min_agreement 0 every pool label is injected
+    assert a.refresh_log[-1]["hdl/injected_acc"] == a.refresh_log[-1]["hdl/pool_acc"]
+    assert a.refresh_log[-1]["hdl/injected_coverage"] == a.refresh_log[-1]["hdl/pool_coverage"]
     assert (saved["pool"]["labels"] >= 0).sum() >= 0.5 * n_ulb
     b.load_model(ckpt)
     assert torch.equal(b.pool.labels, saved["pool"]["labels"])
@@ -279,6 +282,19 @@ def test_min_agreement_and_weight_by_agreement(tmp_path, weight_by_agreement):
     mask = a.call_hook("masking", "MaskingHook", logits_x_ulb=torch.full((4, 10), 0.1), softmax_x_ulb=False)
     a.seam.abort()
     assert torch.allclose(mask, torch.tensor([want[0], 0.0, want[1], 0.0]))
+
+
+def test_injected_figures_count_only_labels_passing_min_agreement(tmp_path):
+    args = make_args("fixmatch", tmp_path, "injfig", algorithm="hdl_fixmatch", num_train_iter=3, hdl_warmup_iter=3,
+                     hdl_min_agreement=0.9)
+    a = runner.build_algorithm(args, tb=False)
+    a.train()
+    stats = a.refresh_log[0]
+    ulb = set(a.split_info.ulb_idx.tolist()) - set(a.split_info.lb_idx.tolist())
+    used = (a.pool.labels >= 0) & (a.pool.agreement >= 0.9)
+    assert stats["hdl/injected_coverage"] == pytest.approx(float(used.sum()) / len(ulb))
+    assert 0 < used.sum() < (a.pool.labels >= 0).sum()  # the filter removes some labels here
+    assert stats["hdl/injected_acc"] == pytest.approx(float((a.pool.labels[used] == a._train_y[used]).float().mean()))
 
 
 def test_checkpoints_before_the_pool_object_load(tmp_path):

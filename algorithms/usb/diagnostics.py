@@ -56,8 +56,10 @@ class RefreshDiagnostics:
 
     @torch.no_grad()
     def compute(self, alg, event: RefreshEvent) -> Dict[str, float]:
-        """Pool size, coverage, accuracy (where the truth is known), per-class counts, and the
-        model's thresholded pseudo-labels (coverage, accuracy, accuracy at the pool's coverage)."""
+        """Pool size, coverage, accuracy (where the truth is known), per-class counts; the model's
+        thresholded pseudo-labels (coverage, accuracy, accuracy at the pool's coverage); and the
+        labels training injects (the pool entries passing ``hdl_min_agreement``): coverage,
+        accuracy, and the model's accuracy on as many of its most confident samples."""
         pool = alg.pool
         pool_ids = event.pool_ids.cpu()
         ulb_set = torch.unique(alg._ulb_global)
@@ -85,6 +87,16 @@ class RefreshDiagnostics:
             if n_eq > 0:
                 top = torch.argsort(conf, descending=True)[:n_eq]
                 out["hdl/logit_acc_equal_coverage"] = float((pred[top] == y[top]).float().mean())
+        # what training uses: the pool labels that pass hdl_min_agreement, against the model's most
+        # confident pseudo-labels on as many samples
+        used = pool_ids[pool.agreement.cpu()[pool_ids] >= alg.hdl.min_agreement]
+        out["hdl/injected_coverage"] = float(len(used)) / max(1, len(ulb_set))
+        t_used = alg._train_y[used]
+        if (t_used >= 0).any():
+            out["hdl/injected_acc"] = float((labels[used][t_used >= 0] == t_used[t_used >= 0]).float().mean())
+        if len(cand) and len(used):
+            top = torch.argsort(conf, descending=True)[: min(len(used), len(cand))]
+            out["hdl/logit_acc_equal_injected"] = float((pred[top] == y[top]).float().mean())
         return out
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
