@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
+from hdl.ann import INDEXES
 from hdl.knn import BACKENDS
 from hdl.labeling import DEFAULT_OPTIONS, OPTION_TABLE
 
@@ -35,6 +36,8 @@ SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
 SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
 # labeling options whose key is not hdl_<option>
 KEY_RENAMES = {"min_agreement": "hdl_vote_min_agreement"}
+# the graph arguments of hdl.refresh.refresh (and hdl.relabel.relabel), next to hdl_label's options
+GRAPH_OPTIONS = ("k_max", "backend", "index")
 
 
 def _int(v) -> bool:
@@ -111,6 +114,9 @@ def _declared() -> Dict[str, Key]:
         Key("hdl_backend", "labeling", "auto", lambda v: v in BACKENDS, f"one of {list(BACKENDS)}",
             "kNN backend (auto: FAISS when installed, on the GPU when the bank is there)",
             option="backend", flag="--backend"),
+        Key("hdl_index", "labeling", "auto", lambda v: v in INDEXES, f"one of {list(INDEXES)}",
+            "kNN graph: exact, or approximate FAISS IVF / HNSW with its recall logged (auto: exact up to "
+            "100,000 samples, IVF above)", option="index", flag="--index"),
     ]
     for name, opt in OPTION_TABLE.items():
         if not opt.exposed:
@@ -169,7 +175,7 @@ def validate(config: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def labeling_options(config: Mapping[str, Any]) -> Dict[str, Any]:
-    """``hdl_label`` options and ``refresh`` arguments (``k_max``, ``backend``) from a config of
+    """``hdl_label`` options and ``refresh``'s graph arguments (:data:`GRAPH_OPTIONS`) from a config of
     table keys (missing keys: their defaults)."""
     return {k.option: config.get(n, k.default) for n, k in keys(["labeling"]).items()}
 

@@ -48,7 +48,7 @@ UNLABELED = -1
 # graph options: name -> (check, allowed values in words), from the key table (hdl_k_max, hdl_backend);
 # defaults from relabel()
 GRAPH_OPTION_TABLE = {key.option: (key.check, key.allowed) for key in config_keys.keys(["labeling"]).values()
-                      if key.option in ("k_max", "backend")}
+                      if key.option in config_keys.GRAPH_OPTIONS}
 GRAPH_DEFAULTS: Dict[str, object] = {
     name: inspect.signature(relabel).parameters[name].default for name in GRAPH_OPTION_TABLE
 }
@@ -214,8 +214,8 @@ class HierarchicalDynamicLabeling(ClassifierMixin, BaseEstimator):
         encoded[~unl] = np.searchsorted(self.classes_, y[~unl])
 
         feats = self._unit_rows(X)
-        res = refresh(feats, torch.from_numpy(encoded), len(self.classes_), k_max=graph["k_max"],
-                      backend=graph["backend"], normalize=False, **options).result
+        res = refresh(feats, torch.from_numpy(encoded), len(self.classes_), normalize=False, **graph,
+                      **options).result
         labels = res.labels.cpu().numpy()
         reached = labels >= 0
         # samples left unlabeled were unlabeled in y: they keep its -1

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hdl.knn import knn_graph
+from hdl.ann import GraphInfo, build_graph
 from hdl.labeling import LabelResult, hdl_label, validate_options
 
 
@@ -26,7 +26,8 @@ class Refresh:
     given: bool (M,) rows whose label was given.
     graph_sims: float32 (M, K) and graph_idx: int64 (M, K) the kNN graph (rows, self excluded,
         -1 = missing neighbour); K = the ``k_max`` used.
-    k_max: the graph width used; backend: the kNN backend that ran; seconds: wall time.
+    k_max: the graph width used; backend: the kNN backend that ran; seconds: wall time;
+    graph: how the graph was built (:class:`hdl.ann.GraphInfo`: index, parameters, recall).
     """
 
     result: LabelResult
@@ -36,6 +37,7 @@ class Refresh:
     k_max: int
     backend: str
     seconds: float
+    graph: GraphInfo
 
     @property
     def new(self) -> torch.Tensor:
@@ -44,7 +46,7 @@ class Refresh:
 
 
 def refresh(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, *, k_max: int = 50,
-            backend: str = "auto", normalize: bool = True, **options: Any) -> Refresh:
+            backend: str = "auto", normalize: bool = True, index: str = "auto", **options: Any) -> Refresh:
     """Label the rows of ``feats`` from the given ``labels``.
 
     Args:
@@ -53,6 +55,7 @@ def refresh(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, *, k_ma
         k_max: graph width; clamped to M - 1 (at least 1).  A fixed ``k`` option larger than the
             clamped width is clamped to it too (a k larger than ``k_max`` as given raises).
         backend: kNN backend (:func:`hdl.knn.resolve_backend`).
+        index: ``"exact"``, ``"ivf"``, ``"hnsw"`` or ``"auto"`` (:func:`hdl.ann.build_graph`).
         normalize: L2-normalise ``feats`` first; False for rows that already are (an
             :class:`hdl.bank.EmbeddingBank`'s), which are then used bit for bit.
         options: :func:`hdl.labeling.hdl_label`'s keyword options.
@@ -69,6 +72,6 @@ def refresh(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, *, k_ma
     if k != "adaptive":
         options = {**options, "k": min(k, width)}
     x = F.normalize(feats.float(), dim=1) if normalize else feats
-    sims, idx = knn_graph(x, width, backend=backend)
+    sims, idx, info = build_graph(x, width, index=index, backend=backend)
     res = hdl_label(sims, idx, labels, num_classes, feats=x, **options)
-    return Refresh(res, labels >= 0, sims, idx, width, backend, time.perf_counter() - t0)
+    return Refresh(res, labels >= 0, sims, idx, width, backend, time.perf_counter() - t0, info)

@@ -44,7 +44,7 @@ def _to_tensor(x: ArrayLike, name: str) -> torch.Tensor:
 
 
 def relabel(embeddings: ArrayLike, labels: ArrayLike, true_labels: Optional[ArrayLike] = None, *,
-            num_classes: Optional[int] = None, k_max: int = 50, backend: str = "auto",
+            num_classes: Optional[int] = None, k_max: int = 50, backend: str = "auto", index: str = "auto",
             **options) -> RelabelResult:
     """Label every sample of ``embeddings`` (N, D) from the partial ``labels`` (N,) (-1 = unlabeled).
 
@@ -73,7 +73,7 @@ def relabel(embeddings: ArrayLike, labels: ArrayLike, true_labels: Optional[Arra
         num_classes = int(max(int(y.max()) if y.numel() else -1,
                               int(t.max()) if t is not None and t.numel() else -1)) + 1
         num_classes = max(num_classes, 1)
-    res = refresh(x, y, num_classes, k_max=k_max, backend=backend, **options).result
+    res = refresh(x, y, num_classes, k_max=k_max, backend=backend, index=index, **options).result
     unl = (y < 0)
     acc = bal = None
     if t is not None and unl.any():

@@ -19,7 +19,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from hdl.config_keys import add_relabel_arguments, relabel_options
+from hdl.config_keys import GRAPH_OPTIONS, add_relabel_arguments, relabel_options
+from hdl.labeling import OPTION_TABLE as OPTION_NAMES
 from hdl.relabel import relabel
 
 
@@ -63,8 +64,8 @@ def add_labeling_arguments(p: argparse.ArgumentParser) -> None:
 
 def labeling_options(args: argparse.Namespace) -> dict:
     """The flags of :func:`add_labeling_arguments` that were given, as ``hdl_label`` keywords
-    (``k_max`` and ``backend`` excluded: they are :func:`relabel`'s own arguments)."""
-    return relabel_options(args, exclude=("k_max", "backend"))
+    (the graph options excluded: they are :func:`relabel`'s own arguments)."""
+    return relabel_options(args, exclude=GRAPH_OPTIONS)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -85,8 +86,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     truth = _load_labels(args.true_labels) if args.true_labels else None
     try:
         opts = labeling_options(args)
-        res = relabel(emb, labels, truth, num_classes=args.num_classes, k_max=getattr(args, "k_max", 50),
-                      backend=getattr(args, "backend", "auto"), **opts)
+        graph = relabel_options(args, exclude=[o for o in OPTION_NAMES if o not in GRAPH_OPTIONS])
+        res = relabel(emb, labels, truth, num_classes=args.num_classes, **graph, **opts)
     except (ValueError, TypeError) as err:
         p.error(str(err))
     with open(args.out, "w", newline="") as fh:

@@ -22,7 +22,7 @@ def test_readme_key_table_is_the_generated_one():
 
 def test_every_exposed_labeling_option_is_a_key_and_a_flag():
     labeling = config_keys.keys(["labeling"])
-    assert sorted(k.option for k in labeling.values()) == sorted(EXPOSED + ["k_max", "backend"])
+    assert sorted(k.option for k in labeling.values()) == sorted(EXPOSED + list(config_keys.GRAPH_OPTIONS))
     for name in EXPOSED:
         key = next(k for k in labeling.values() if k.option == name)
         assert key.default == DEFAULT_OPTIONS[name]

@@ -312,3 +312,17 @@ def test_checkpoints_before_the_pool_object_load(tmp_path):
     del flat["pool_agreement"]
     with pytest.raises(ValueError, match="'pool_agreement' is missing"):
         a.hdl_state.load_state_dict(flat)
+
+
+def test_an_approximate_graph_logs_its_recall(tmp_path):
+    pytest.importorskip("faiss")
+    args = make_args("fixmatch", tmp_path, "ann", algorithm="hdl_fixmatch", num_train_iter=3, hdl_warmup_iter=3,
+                     hdl_index="ivf")
+    a = runner.build_algorithm(args, tb=False)
+    a.train()
+    stats = a.refresh_log[0]
+    assert 0.5 < stats["hdl/graph_recall"] <= 1.0  # measured on sampled rows against exact search
+    exact = runner.build_algorithm(make_args("fixmatch", tmp_path, "exact", algorithm="hdl_fixmatch",
+                                             num_train_iter=3, hdl_warmup_iter=3), tb=False)
+    exact.train()
+    assert "hdl/graph_recall" not in exact.refresh_log[0]

@@ -12,7 +12,7 @@ import argparse
 import difflib
 import logging
 import warnings
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 import yaml
 

@@ -69,6 +69,8 @@ class RefreshDiagnostics:
         res = event.refresh.result
         out = {"hdl/pool_size": float(len(pool_ids)), "hdl/k": float(res.chosen_k), "hdl/rounds": float(res.rounds),
                "hdl/pool_coverage": float(len(pool_ids)) / max(1, len(ulb_set))}
+        if event.refresh.graph.recall is not None:  # an approximate graph: its measured recall
+            out["hdl/graph_recall"] = event.refresh.graph.recall
         labels = pool.labels.cpu()
         if known.any():
             out["hdl/pool_acc"] = float((labels[pool_ids][known] == truth[known]).float().mean())

@@ -279,9 +279,9 @@ class HDLMixin:
         if self._backend is None:
             self._backend = resolve_backend(self.hdl.backend, self.bank.device)
             self.print_fn(f"HDL kNN backend: {self._backend}")
-        opts = {k: v for k, v in self.hdl.labeling.items() if k not in ("k_max", "backend")}
+        opts = {k: v for k, v in self.hdl.labeling.items() if k not in config_keys.GRAPH_OPTIONS}
         r = refresh_labels(self.bank.features()[ids], labels, self.num_classes, k_max=self.hdl.k_max,
-                           backend=self._backend, normalize=False, **opts)
+                           backend=self._backend, normalize=False, index=self.hdl.labeling["index"], **opts)
         res = r.result
         pool_ids = self.pool.assign(ids, res.labels, res.agreement, res.level, lb_in)
         self._pool_nonempty = self.pool.nonempty
@@ -292,7 +292,8 @@ class HDLMixin:
         for _, consumer in self.refresh_consumers:
             stats.update(consumer(self, event) or {})
         stats["hdl/refresh_sec"] = time.perf_counter() - t0
-        self.print_fn("HDL refresh at it %d: %s" % (self.it + 1, json.dumps(
+        self.print_fn("HDL refresh at it %d (graph: %s%s): %s" % (self.it + 1, r.graph.index, "".join(
+            f", {k} {v}" for k, v in r.graph.params.items()), json.dumps(
             {k: round(v, 4) for k, v in stats.items() if not k.startswith("hdl/pool_class_")})))
         self.refresh_log.append({"it": self.it + 1, **stats})
         if self.tb_log is not None:  # once, at the completed-iteration count (not through log_dict too)
