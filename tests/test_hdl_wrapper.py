@@ -95,7 +95,7 @@ def test_refresh_checkpoint_resume(base, tmp_path, device):
     # the logged pool accuracy of the last refresh is the saved pool's agreement with the true labels
     pool = saved["pool"]["labels"]
     pooled = pool >= 0
-    assert a.refresh_log[-1]["hdl/pool_acc"] == pytest.approx(float((pool[pooled] == a._train_y[pooled]).float().mean()))
+    assert a.refresh_log[-1]["hdl/pool_acc"] == pytest.approx(float((pool[pooled] == a._train_y.cpu()[pooled]).float().mean()))
     assert a.refresh_log[-1]["hdl/pool_size"] == float(pooled.sum())
     # with hdl_min_agreement 0 every pool label is injected
     assert a.refresh_log[-1]["hdl/injected_acc"] == a.refresh_log[-1]["hdl/pool_acc"]
@@ -199,11 +199,14 @@ def test_injected_rows_are_logged_and_are_the_pool_rows_of_the_batch(base, tmp_p
     after = log.steps[3:]
     assert len(after) == 5 and len(seen) == 5
     for (idx, t), step in zip(seen, after):
-        lab, _ = a.pool.lookup(a._ulb_global[idx.cpu()])
+        lab, _ = a.pool.lookup(a._ulb_global[idx.to(a.device)])
+        lab = lab.cpu()
         assert step["hdl/injected_rows"] == float((lab >= 0).sum())  # min_agreement 0: every pool row
         assert step["hdl/batch_share"] == pytest.approx(float((lab >= 0).float().mean()))
         if t is not None:
             assert torch.equal(t.dist.argmax(1)[t.rows].cpu(), lab[lab >= 0])
+    # the bank, the pool and the targets live on the training device
+    assert a.bank.features().device.type == device.type and a.pool.labels.device.type == device.type
     assert sum(s["hdl/injected_rows"] for s in after) > 0
 
 
@@ -257,7 +260,8 @@ def test_pool_mode_mixes_pool_rows_into_the_labeled_batch(tmp_path, device):
     b = args.batch_size
     n_gt = math.ceil(0.5 * b)
     for (idx, _), (y_before, y_after, keep), step in zip(seen, batches, log.steps[3:]):
-        lab, _ = a.pool.lookup(a._ulb_global[idx.cpu()])
+        lab, _ = a.pool.lookup(a._ulb_global[idx.to(a.device)])
+        lab = lab.cpu()
         want = lab[lab >= 0][: b - n_gt]  # the first pool rows of the unlabeled batch, up to the cap
         assert keep == b - len(want)
         assert torch.equal(y_after[:keep], y_before[:keep])  # ground truth kept in front
@@ -274,6 +278,7 @@ def test_min_agreement_and_weight_by_agreement(tmp_path, weight_by_agreement):
     a.pool.assign(ulb, torch.tensor([2, 5, 7, -1]), torch.tensor([0.9, 0.4, 0.5, 0.0]), torch.tensor([1, 2, 3, -1]),
                   torch.zeros(4, dtype=torch.bool))
     t = a._batch_targets(torch.arange(4))
+    t = type(t)(t.rows.cpu(), t.dist.cpu(), t.weight.cpu())
     assert t.rows.tolist() == [True, False, True, False]  # 0.4 < hdl_min_agreement; the last has no label
     assert t.dist.argmax(1)[t.rows].tolist() == [2, 7]
     want = [0.9, 0.5] if weight_by_agreement else [1.0, 1.0]

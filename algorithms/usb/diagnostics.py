@@ -36,14 +36,14 @@ class RefreshDiagnostics:
     """raw_feat float32 (N, D) latest weak-view features; logit_pred int64 (N,) / logit_conf
     float32 (N,) the classifier head's prediction on them at the last refresh (-1 / 0: none)."""
 
-    def __init__(self, num_samples: int, dim: int):
-        self.raw_feat = torch.zeros(num_samples, dim, dtype=torch.float32)
-        self.logit_pred = torch.full((num_samples,), -1, dtype=torch.long)
-        self.logit_conf = torch.zeros(num_samples, dtype=torch.float32)
+    def __init__(self, num_samples: int, dim: int, device: torch.device | str = "cpu"):
+        self.raw_feat = torch.zeros(num_samples, dim, dtype=torch.float32, device=device)
+        self.logit_pred = torch.full((num_samples,), -1, dtype=torch.long, device=device)
+        self.logit_conf = torch.zeros(num_samples, dtype=torch.float32, device=device)
 
     @torch.no_grad()
     def record(self, ids: torch.Tensor, feats: torch.Tensor) -> None:
-        self.raw_feat[ids.cpu()] = feats.detach().float().cpu()
+        self.raw_feat[ids.to(self.raw_feat.device)] = feats.detach().float().to(self.raw_feat.device)
 
     @torch.no_grad()
     def _predict(self, model, device, ids: torch.Tensor) -> None:
@@ -51,8 +51,8 @@ class RefreshDiagnostics:
             g = ids[start:start + 4096]
             logits = model(self.raw_feat[g].to(device), only_fc=True)
             conf, pred = torch.softmax(logits.float(), dim=-1).max(dim=-1)
-            self.logit_pred[g] = pred.cpu()
-            self.logit_conf[g] = conf.cpu()
+            self.logit_pred[g] = pred.to(self.logit_pred.device)
+            self.logit_conf[g] = conf.to(self.logit_conf.device)
 
     @torch.no_grad()
     def compute(self, alg, event: RefreshEvent) -> Dict[str, float]:
@@ -61,7 +61,7 @@ class RefreshDiagnostics:
         labels training injects (the pool entries passing ``hdl_min_agreement``): coverage,
         accuracy, and the model's accuracy on as many of its most confident samples."""
         pool = alg.pool
-        pool_ids = event.pool_ids.cpu()
+        pool_ids = event.pool_ids.to(alg._train_y.device)
         ulb_set = torch.unique(alg._ulb_global)
         ulb_set = ulb_set[~torch.isin(ulb_set, alg._lb_global)]
         truth = alg._train_y[pool_ids]
@@ -71,13 +71,13 @@ class RefreshDiagnostics:
                "hdl/pool_coverage": float(len(pool_ids)) / max(1, len(ulb_set))}
         if event.refresh.graph.recall is not None:  # an approximate graph: its measured recall
             out["hdl/graph_recall"] = event.refresh.graph.recall
-        labels = pool.labels.cpu()
+        labels = pool.labels.to(pool_ids.device)
         if known.any():
             out["hdl/pool_acc"] = float((labels[pool_ids][known] == truth[known]).float().mean())
         counts = torch.bincount(labels[pool_ids], minlength=alg.num_classes)
         for c in range(alg.num_classes):
             out[f"hdl/pool_class_{c}"] = float(counts[c])
-        cand = ulb_set[(alg._train_y[ulb_set] >= 0) & alg.bank.filled.cpu()[ulb_set]]
+        cand = ulb_set[(alg._train_y[ulb_set] >= 0) & alg.bank.filled.to(ulb_set.device)[ulb_set]]
         if len(cand):
             self._predict(alg.model, alg.device, cand)
             thr = float(getattr(alg, "p_cutoff", 0.95) or 0.95)
@@ -91,7 +91,7 @@ class RefreshDiagnostics:
                 out["hdl/logit_acc_equal_coverage"] = float((pred[top] == y[top]).float().mean())
         # what training uses: the pool labels that pass hdl_min_agreement, against the model's most
         # confident pseudo-labels on as many samples
-        used = pool_ids[pool.agreement.cpu()[pool_ids] >= alg.hdl.min_agreement]
+        used = pool_ids[pool.agreement.to(pool_ids.device)[pool_ids] >= alg.hdl.min_agreement]
         out["hdl/injected_coverage"] = float(len(used)) / max(1, len(ulb_set))
         t_used = alg._train_y[used]
         if (t_used >= 0).any():
@@ -113,7 +113,7 @@ class RefreshDiagnostics:
             if not torch.is_tensor(state[name]) or state[name].shape != cur.shape:
                 raise ValueError(f"{where}.{name}: expected shape {tuple(cur.shape)}, got "
                                  f"{tuple(getattr(state[name], 'shape', ()))}")
-            cur.copy_(state[name])
+            cur.copy_(state[name].to(cur.device))
 
 
 class HDLState:
@@ -122,7 +122,7 @@ class HDLState:
     def __init__(self, num_samples: int, dim: int, device: torch.device | str = "cpu"):
         self.bank = EmbeddingBank(num_samples, dim, device=device)
         self.pool = LabelPool(num_samples, device=device)
-        self.diagnostics = RefreshDiagnostics(num_samples, dim)
+        self.diagnostics = RefreshDiagnostics(num_samples, dim, device=device)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"version": HDL_STATE_VERSION, "bank": self.bank.state_dict(), "pool": self.pool.state_dict(),

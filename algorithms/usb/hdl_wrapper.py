@@ -140,12 +140,15 @@ class HDLMixin:
         info = self.split_info
         n = int(max(info.lb_idx.max(initial=-1), info.ulb_idx.max(initial=-1))) + 1
         dim = self.model.num_features if hasattr(self.model, "num_features") else 1
-        self.hdl_state = HDLState(n, dim, device="cpu")
-        self._lb_global = torch.as_tensor(info.lb_idx, dtype=torch.long)
-        self._ulb_global = torch.as_tensor(info.ulb_idx, dtype=torch.long)
-        self._train_y = torch.full((n,), -1, dtype=torch.long)
+        # bank, pool, diagnostics and the index maps live on the training device: the steps read
+        # the pool and write the bank there, and the refresh searches where the bank is
+        self.hdl_state = HDLState(n, dim, device=self.device)
+        self._lb_global = torch.as_tensor(info.lb_idx, dtype=torch.long).to(self.device)
+        self._ulb_global = torch.as_tensor(info.ulb_idx, dtype=torch.long).to(self.device)
+        train_y = torch.full((n,), -1, dtype=torch.long)
         known = torch.as_tensor(info.train_y, dtype=torch.long)
-        self._train_y[: min(n, len(known))] = known[:n]
+        train_y[: min(n, len(known))] = known[:n]
+        self._train_y = train_y.to(self.device)
         self._backend = None
         self._pool_nonempty = False  # set at each refresh / load: the step reads it, never the pool
         # the diagnostics run first: their figures make the refresh record
@@ -184,13 +187,13 @@ class HDLMixin:
     # ------------------------------------------------------------------ per step
     def _batch_targets(self, idx_ulb) -> Optional[Targets]:
         """The pool's targets for this unlabeled batch (None when it covers no row)."""
-        g = self._ulb_global[idx_ulb.cpu()]
+        g = self._ulb_global[idx_ulb.to(self.device)]
         lab, agr = self.pool.lookup(g)
         has = (lab >= 0) & (agr >= self.hdl.min_agreement)
         if not has.any():
             return None
         weight = agr if self.hdl.weight_by_agreement else torch.ones_like(agr)
-        return Targets.one_hot(has.to(self.device), lab.to(self.device), weight.to(self.device), self.num_classes)
+        return Targets.one_hot(has, lab, weight, self.num_classes)
 
     def _hdl_step(self, base_step, idx_lb, idx_ulb, x_ulb_w, kw: Dict[str, torch.Tensor]):
         """Run the base train step with this batch's HDL targets, then feed the bank."""
@@ -245,11 +248,11 @@ class HDLMixin:
         fl = feat.get("x_lb")
         if self.hdl.embed == "bank" and idx_lb is not None and torch.is_tensor(fl) and fl.shape[0] == idx_lb.shape[0]:
             n = idx_lb.shape[0] if keep is None else keep
-            self.bank.update(self._lb_global[idx_lb[:n].cpu()], fl[:n].detach().float().cpu())
+            self.bank.update(self._lb_global[idx_lb[:n].to(self.device)], fl[:n].detach().float())
         fw = feat.get("x_ulb_w")
         if idx_ulb is not None and torch.is_tensor(fw) and fw.shape[0] == idx_ulb.shape[0]:
-            g = self._ulb_global[idx_ulb.cpu()]
-            fw = fw.detach().float().cpu()
+            g = self._ulb_global[idx_ulb.to(self.device)]
+            fw = fw.detach().float()
             self.hdl_state.diagnostics.record(g, fw)  # the diagnostics use these in both embedding modes
             if self.hdl.embed == "bank":
                 self.bank.update(g, fw)
@@ -271,10 +274,10 @@ class HDLMixin:
         if self.hdl.embed == "ema_pass":
             self._embed_with_ema()
         ids = torch.nonzero(self.bank.filled).flatten()
-        is_lb = torch.zeros(self.bank.num_samples, dtype=torch.bool)
+        is_lb = torch.zeros(self.bank.num_samples, dtype=torch.bool, device=self.bank.device)
         is_lb[self._lb_global] = True
         lb_in = is_lb[ids]
-        labels = torch.full((len(ids),), -1, dtype=torch.long)
+        labels = torch.full((len(ids),), -1, dtype=torch.long, device=self.bank.device)
         labels[lb_in] = self._train_y[ids[lb_in]]
         if self._backend is None:
             self._backend = resolve_backend(self.hdl.backend, self.bank.device)
