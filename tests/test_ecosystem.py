@@ -163,3 +163,23 @@ def test_the_readme_own_data_example(tmp_path):
                        capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / run_dir / "predictions_test_best.csv").exists()
+
+
+def test_readme_quickstart_figures_are_the_recorded_ones():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("record_quickstart", os.path.join(ROOT, "scripts",
+                                                                                     "record_quickstart.py"))
+    rq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rq)
+    out = os.path.join(ROOT, "results", "quickstart")
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    results = json.load(open(os.path.join(out, "results.json")))
+    last = [json.loads(ln) for ln in open(os.path.join(out, "hdl_refresh.jsonl")) if ln.strip()][-1]
+    # the summary is the run's own figures
+    assert summary["test_acc_at_best_val"] == results["test_acc_at_best_val"]
+    assert summary["test_acc_final"] == results["test_acc_final"]
+    assert summary["hdl_pool_acc"] == last["hdl/pool_acc"] and summary["iterations"] == results["iterations"]
+    text = open(os.path.join(ROOT, "README.md")).read()
+    block = text.split(rq.START, 1)[1].split(rq.END, 1)[0].strip()
+    assert block == rq.paragraph(summary), "README quick-start figures differ: python scripts/record_quickstart.py"
