@@ -6,7 +6,7 @@ one after the other, then summarise the finished cells (:mod:`.report`).
               [--only-arms ...] [--only-seeds 0,1] [--jobs N] [--no-progress] [--key value ...]
 
 A cell with ``results.json`` is finished and never re-run; a cell with a checkpoint
-(``latest_model.pth``) resumes from it (every cell runs with ``resume: True``). Cells run in a
+(``latest_model.pth``) resumes from it (``resume: True`` then, ``false`` for a cell without one). Cells run in a
 fresh ``hdl-train`` process each (``isolation: subprocess``, the default) or in this process
 (``inprocess`` / ``--in-process``). ``bench_cell.yaml`` in the run folder records the cell's
 config; a failed cell leaves ``bench_output.txt`` (subprocess) or ``bench_error.txt``
@@ -78,9 +78,10 @@ def run_cell(cell: Cell, isolation: str = "subprocess", env: Optional[Dict[str, 
     if isolation not in ISOLATIONS:
         raise ValueError(f"isolation: expected one of {list(ISOLATIONS)}, got {isolation!r}")
     cell_yaml = _record_config(cell)
+    resume = cell.status() == "partial"  # a cell without a checkpoint starts (resume: True would be an error)
     if isolation == "subprocess":
         with open(os.path.join(cell.run_dir, "bench_output.txt"), "a") as out:
-            rc = subprocess.call(_train_command(cell_yaml), stdout=out, stderr=subprocess.STDOUT, env=env)
+            rc = subprocess.call(_train_command(cell_yaml) + ["--resume", str(resume).lower()], stdout=out, stderr=subprocess.STDOUT, env=env)
         if rc != 0:
             log.error("cell %s failed (exit %d); see %s", cell.key, rc, os.path.join(cell.run_dir, "bench_output.txt"))
     else:
@@ -90,7 +91,7 @@ def run_cell(cell: Cell, isolation: str = "subprocess", env: Optional[Dict[str, 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                args = resolve_config(cell.config, allowed_algorithms())
+                args = resolve_config(dict(cell.config, resume=resume), allowed_algorithms())
             runner.train(args, progress=False)
         except Exception:  # noqa: BLE001 - one failing cell must not stop the grid
             with open(os.path.join(cell.run_dir, "bench_error.txt"), "w") as f:

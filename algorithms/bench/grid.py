@@ -156,7 +156,7 @@ class Cell:
         """``done`` (results.json), ``partial`` (a checkpoint to resume) or ``todo``."""
         if os.path.isfile(os.path.join(self.run_dir, "results.json")):
             return "done"
-        if os.path.isfile(os.path.join(self.run_dir, "latest_model.pth")):
+        if any(os.path.isfile(os.path.join(self.run_dir, n)) for n in ("latest_model.pth", "previous_model.pth")):
             return "partial"
         return "todo"
 
