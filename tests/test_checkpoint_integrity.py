@@ -221,3 +221,23 @@ def test_hdl_eval_on_a_damaged_best_checkpoint_is_one_line(tmp_path, capsys):
     assert eval_main(["--run", run_dir]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"hdl-eval: error: checkpoint {best} is damaged: checksum mismatch")
+
+
+def test_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
+    from hdl.algorithms.usb import checkpoint_io
+
+    def full(obj, f):
+        f.write(b"x" * 100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", full)
+    cfg = os.path.join(str(tmp_path), "c.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"algorithm: fixmatch\ndataset: digits\nnum_classes: 10\nnum_labels: 40\nsave_dir: {tmp_path}\n"
+                "save_name: full\nnet: cnn_tiny\nnum_train_iter: 2\nnum_eval_iter: 2\nbatch_size: 8\nuratio: 1\n"
+                "device: cpu\nimg_size: 8\ncrop_ratio: 0.875\n")
+    assert train_main(["--config", cfg, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    ckpt = os.path.join(str(tmp_path), "full", "latest_model.pth")
+    assert err == [f"hdl-train: error: cannot write checkpoint {ckpt}: No space left on device"]
+    assert not [f for f in os.listdir(os.path.dirname(ckpt)) if f.startswith(".") or f.endswith(".pth")]

@@ -48,7 +48,7 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         allowed = set(SUPPORTED_BASES) | {n for n in name2alg.keys() if n.startswith("hdl_")}
         args = resolve_config(cfg, allowed)
         res = runner.train(args, progress=not known.no_progress)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: a full or read-only save_dir, named with its path
         print(f"hdl-train: error: {e}", file=sys.stderr)
         return 2
     summary = {k: res[k] for k in ("algorithm", "dataset", "num_labels", "seed", "iterations", "best_val_acc",
@@ -70,7 +70,7 @@ def eval_main(argv: Optional[List[str]] = None) -> int:
 
     try:
         metrics, out = evaluate_run(a.run, a.split, a.checkpoint, a.out)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: a full or read-only save_dir, named with its path
         print(f"hdl-eval: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({**metrics, "predictions": out}))

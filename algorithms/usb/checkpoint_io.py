@@ -125,7 +125,7 @@ def save_checkpoint(obj: Any, path: str, keep_previous: bool = False) -> None:
     except OSError as e:
         _remove(tmp)
         _remove(side_tmp)
-        raise OSError(e.errno, f"cannot write checkpoint {path}: {e.strerror or e}") from None
+        raise OSError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
     except BaseException:
         _remove(tmp)
         _remove(side_tmp)
