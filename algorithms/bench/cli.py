@@ -59,13 +59,11 @@ def _record_config(cell: Cell) -> str:
     return path
 
 
-def _cell_env(jobs: int) -> Optional[Dict[str, str]]:
-    """Environment of a cell's process when ``jobs`` cells share the machine: each gets an equal
-    share of the cores as its thread count unless OMP_NUM_THREADS is already set."""
-    if jobs <= 1 or "OMP_NUM_THREADS" in os.environ:
-        return None
+def _cell_env(threads: int) -> Dict[str, str]:
+    """Environment of a cell's process: ``threads`` CPU threads (the grid's ``threads``, default 1),
+    the same whatever ``--jobs`` is, so a grid's numbers do not depend on it."""
     env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     return env
 
 
@@ -85,26 +83,34 @@ def run_cell(cell: Cell, isolation: str = "subprocess", env: Optional[Dict[str, 
         if rc != 0:
             log.error("cell %s failed (exit %d); see %s", cell.key, rc, os.path.join(cell.run_dir, "bench_output.txt"))
     else:
+        import torch
+
         from ..run import runner
         from ..run.config import resolve_config
 
+        threads = int((env or {}).get("OMP_NUM_THREADS", 0)) or torch.get_num_threads()
+        before = torch.get_num_threads()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 args = resolve_config(dict(cell.config, resume=resume), allowed_algorithms())
+            torch.set_num_threads(threads)
             runner.train(args, progress=False)
         except Exception:  # noqa: BLE001 - one failing cell must not stop the grid
             with open(os.path.join(cell.run_dir, "bench_error.txt"), "w") as f:
                 f.write(traceback.format_exc())
             log.error("cell %s failed; see %s", cell.key, os.path.join(cell.run_dir, "bench_error.txt"))
+        finally:
+            torch.set_num_threads(before)
     return cell.status() == "done"
 
 
 def run_grid(grid: Grid, cells: Sequence[Cell], isolation: Optional[str] = None, progress: bool = True,
              jobs: int = 1) -> Dict[str, List[str]]:
     """Run the unfinished ``cells``, ``jobs`` at a time (one after the other by default; more than
-    one needs subprocess isolation, and each process then gets ``cores // jobs`` threads unless
-    OMP_NUM_THREADS is set); returns the keys that ran, were skipped (finished before) and failed."""
+    one needs subprocess isolation); every cell runs with the grid's ``threads`` (default 1) CPU
+    threads whatever ``jobs`` is.  Returns the keys that ran, were skipped (finished before) and
+    failed."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from tqdm import tqdm
@@ -118,7 +124,7 @@ def run_grid(grid: Grid, cells: Sequence[Cell], isolation: Optional[str] = None,
     todo = [c for c in cells if status[c.key] != "done"]
     done = [c.key for c in cells if status[c.key] == "done"]
     ran, failed = [], []
-    env = _cell_env(jobs)
+    env = _cell_env(grid.threads)
     bar = tqdm(total=len(cells), initial=len(done), desc=grid.name, unit="run", dynamic_ncols=True, disable=not progress)
 
     def finished(cell: Cell, ok: bool) -> None:
@@ -169,7 +175,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--in-process", action="store_true", help="train in this process instead of one process per cell")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--jobs", type=int, default=1,
-                   help="cells trained side by side (each with cores/jobs threads unless OMP_NUM_THREADS is set)")
+                   help="cells trained side by side (each with the grid's 'threads', default 1, whatever --jobs is)")
     p.add_argument("--out-dir", default=None, help="output folder instead of the grid's out_dir")
     for what in ("settings", "algorithms", "arms", "seeds"):
         p.add_argument(f"--only-{what}", default=None, help=f"comma-separated {what} to run (default: all)")

@@ -28,6 +28,8 @@ key                         meaning
 ``floors_max_unlabeled``    unlabeled images given to LabelSpreading (default 10000)
 ``per_class``               per-class test accuracy of long-tailed settings (default true)
 ``description``             free text, copied under the title of ``table.md``
+``threads``                 CPU threads of every cell (default 1, what the committed results
+                            used), whatever ``--jobs`` is; recorded in ``results.csv``
 ==========================  ==============================================================
 
 A setting: ``dataset`` and ``num_labels`` (required), ``name`` (default
@@ -64,7 +66,7 @@ ARMS = ("base", "hdl")
 ISOLATIONS = ("subprocess", "inprocess")
 GRID_KEYS = ("name", "out_dir", "base_config", "algorithms", "arms", "seeds", "settings", "overrides",
              "per_algorithm_overrides", "hdl", "isolation", "floors", "floors_max_unlabeled", "per_class",
-             "description")
+             "description", "threads")
 SETTING_KEYS = ("name", "dataset", "num_labels", "lb_imb_ratio", "ulb_num_labels", "ulb_imb_ratio", "num_classes",
                 "data_dir", "base_config", "algorithms", "overrides")
 # config keys the grid sets for every cell
@@ -127,6 +129,7 @@ class Grid:
     per_class: bool = True
     description: str = ""
     source_dir: str = "."
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -317,7 +320,7 @@ def parse_grid(data: Dict[str, Any], source_dir: str = ".") -> Grid:
                 floors=_bool(data.get("floors", True), "floors"),
                 floors_max_unlabeled=_int(data.get("floors_max_unlabeled", 10000), "floors_max_unlabeled", 1),
                 per_class=_bool(data.get("per_class", True), "per_class"), description=description,
-                source_dir=os.path.abspath(source_dir))
+                source_dir=os.path.abspath(source_dir), threads=_int(data.get("threads", 1), "threads", 1))
 
 
 def load_grid(path: str) -> Grid:

@@ -251,6 +251,7 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
         "test_balanced_acc_final": res.get("final_test/balanced_acc"),
         "wall_seconds": round(alg.elapsed_seconds(), 2),
         "resume_changes": {k: [a, b] for k, (a, b) in changes.items()},
+        "threads": torch.get_num_threads(),
         "metrics": _jsonable(res),
         "settings": _jsonable(vars(args)),
     }
