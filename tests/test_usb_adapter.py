@@ -157,6 +157,8 @@ def test_hdl_train_and_eval_commands(tmp_path, capsys):
         ({"p_cutof": 0.9}, "did you mean 'p_cutoff'"),
         ({"device": "tpu"}, "device: expected"),
         ({"ema_m": 1.5}, "ema_m: expected a number in [0, 1)"),
+        ({"ulb_loss_ratio": -1}, "ulb_loss_ratio: expected a number >= 0, got -1.0"),
+        ({"T": 0}, "T: expected a number > 0, got 0.0"),
         ({"optim": "Adam"}, "optim: expected one of ['SGD', 'AdamW']"),
     ],
 )
