@@ -334,3 +334,21 @@ def test_cifar10_lt_grid_cell_runs_on_generated_standin(tmp_path):
     assert len(rows) == 1 and rows[0]["hdl_refreshes"] == "2"
     assert (out / "plots" / "cifar10_lt_100_per_class.png").is_file()
     assert "1 of 36 runs finished" in (out / "table.md").read_text()
+
+
+def test_dry_run_checks_every_cells_data_and_splits(tmp_path, capsys):
+    """A setting whose splits cannot be drawn (more labels per class than digits has) passes the
+    config check but fails the dry run, naming each of its cells; a valid grid passes."""
+    settings = [{"name": "ok", "dataset": "digits", "num_labels": 20},
+                {"name": "too_many", "dataset": "digits", "num_labels": 2000}]
+    path = tiny_grid(tmp_path, settings=settings, algorithms=["fixmatch"], arms=["base"], seeds=[0, 1])
+    assert bench.main(["--config", path, "--dry-run"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("hdl-bench: error:")]
+    assert len(err) == 2 and all("cell too_many/fixmatch_seed" in ln for ln in err)
+    assert "class 0" in err[0] and "200" in err[0]
+    settings = [{"name": "wrong_classes", "dataset": "digits", "num_labels": 20, "num_classes": 5}]
+    path = tiny_grid(tmp_path, settings=settings, algorithms=["fixmatch"], arms=["base"])
+    assert bench.main(["--config", path, "--dry-run"]) == 2
+    assert "num_classes: dataset 'digits' has 10 classes, config says 5" in capsys.readouterr().err
+    path = tiny_grid(tmp_path, settings=settings[:0] + [{"name": "ok", "dataset": "digits", "num_labels": 20}])
+    assert bench.main(["--config", path, "--dry-run"]) == 0

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from .grid import (ARMS, ISOLATIONS, Cell, Grid, Setting, allowed_algorithms, build_cells, hdl_only_keys,
+from .grid import (ARMS, ISOLATIONS, Cell, Grid, Setting, allowed_algorithms, build_cells, check_cells, hdl_only_keys,
                          load_grid, parse_grid, select_cells)
 from ..run.config import parse_overrides
 
@@ -170,7 +170,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="hdl-bench", description=main.__doc__,
                                 epilog="Extra --key value pairs override the config of every cell.")
     p.add_argument("--config", required=True, help="grid YAML file (see hdl.algorithms.bench)")
-    p.add_argument("--dry-run", action="store_true", help="validate every cell and list them with their status")
+    p.add_argument("--dry-run", action="store_true", help="validate every cell (config, data set, splits) and list "
+                   "them with their status; exit 2 naming each invalid cell")
     p.add_argument("--only-table", action="store_true", help="run nothing; summarise the finished cells")
     p.add_argument("--in-process", action="store_true", help="train in this process instead of one process per cell")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -193,8 +194,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"hdl-bench: error: {e}", file=sys.stderr)
         return 2
     if known.dry_run:
+        problems = check_cells(chosen)
         for c in chosen:
             print(f"{c.status():8s} {c.key:50s} {c.base_config}")
+        for line in problems:
+            print(f"hdl-bench: error: {line}", file=sys.stderr)
+        if problems:
+            return 2
         counts = {s: sum(c.status() == s for c in chosen) for s in ("done", "partial", "todo")}
         print(f"{len(chosen)} cells: {counts['done']} done, {counts['partial']} to resume, {counts['todo']} to run")
         return 0

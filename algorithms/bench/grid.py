@@ -416,6 +416,46 @@ def build_cells(grid: Grid, overrides: Optional[Dict[str, Any]] = None, validate
     return cells
 
 
+def check_cells(cells: Sequence[Cell]) -> List[str]:
+    """The full per-cell validation of ``hdl-bench --dry-run``: every cell's config through
+    ``resolve_config`` (all seeds), its data set loaded (once per data set and folder) with the
+    configured class count, and its splits drawn as the run would draw them (nothing is saved).
+    Returns one line per failing cell, naming it."""
+    import warnings
+
+    from hdl.data import load_dataset, make_splits
+
+    from ..run.config import resolve_config
+
+    allowed = allowed_algorithms()
+    data_cache: Dict[Any, Any] = {}
+    problems = []
+    for cell in cells:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                args = resolve_config(dict(cell.config, resume=False), allowed)
+            key = (args.dataset, args.data_dir)
+            if key not in data_cache:
+                try:
+                    data_cache[key] = load_dataset(args.dataset, args.data_dir, download=False)
+                except (ValueError, OSError) as e:
+                    data_cache[key] = e
+            data = data_cache[key]
+            if isinstance(data, Exception):
+                raise ValueError(f"data set {args.dataset!r}: {data}")
+            if data.num_classes != args.num_classes:
+                raise ValueError(f"num_classes: dataset {args.dataset!r} has {data.num_classes} classes, "
+                                 f"config says {args.num_classes}")
+            make_splits(data.train_y, args.num_classes, num_labels=args.num_labels,
+                        ulb_num_labels=args.ulb_num_labels, lb_imb_ratio=args.lb_imb_ratio,
+                        ulb_imb_ratio=args.ulb_imb_ratio, include_lb_to_ulb=args.include_lb_to_ulb,
+                        num_val=args.num_val, seed=args.seed)
+        except ValueError as e:
+            problems.append(f"cell {cell.key} (base config {cell.base_config}): {e}")
+    return problems
+
+
 def select_cells(cells: Sequence[Cell], settings=None, algorithms=None, arms=None, seeds=None) -> List[Cell]:
     """The cells whose setting / algorithm / arm / seed are in the given lists (None: all)."""
     for what, values, have in (("settings", settings, {c.setting.name for c in cells}),
