@@ -185,10 +185,11 @@ def _usb_ranges() -> Dict[str, Range]:
         ("num_eval_iter", "iterations between evaluations and checkpoints"),
         ("num_log_iter", "iterations between log lines"), ("batch_size", "labeled batch size"),
         ("eval_batch_size", "evaluation batch size"), ("uratio", "unlabeled batch = uratio x batch_size"),
-        ("num_classes", "classes"), ("num_labels", "labeled samples (per class: num_labels / num_classes)"),
-        ("img_size", "image side the transforms produce"))]
+        ("num_classes", "classes"), ("num_labels", "labeled samples (per class: num_labels / num_classes)"))]
     rows += [Range(n, _ints(0), i0, h) for n, h in (
-        ("num_workers", "data loader worker processes"), ("num_warmup_iter", "learning-rate warm-up iterations"))]
+        ("num_workers", "data loader worker processes"), ("num_warmup_iter", "learning-rate warm-up iterations"),
+        ("img_size", "image side the transforms produce (0: the data set's own; an image folder is resized to it "
+                     "on load)"))]
     rows += [
         Range("lr", lambda v: _real(v) and v > 0, "a number > 0", "learning rate"),
         Range("momentum", lambda v: _real(v) and 0 <= v < 1, "a number in [0, 1)", "SGD momentum"),

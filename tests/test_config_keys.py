@@ -113,7 +113,7 @@ def test_usb_ranges_are_checked_when_a_config_is_resolved():
     from hdl.algorithms.run.config import load_yaml, resolve_config
 
     outside = {"num_train_iter": 0, "epoch": 0, "num_eval_iter": 0, "num_log_iter": 0, "batch_size": 0,
-               "eval_batch_size": 0, "uratio": 0, "num_classes": 0, "num_labels": 0, "img_size": 0,
+               "eval_batch_size": 0, "uratio": 0, "num_classes": 0, "num_labels": 0, "img_size": -1,
                "num_workers": -1, "num_warmup_iter": -1, "lr": 0.0, "momentum": 1.0, "weight_decay": -0.1,
                "layer_decay": 0.0, "clip_grad": -1, "ema_m": 1.0, "crop_ratio": 0.0, "ulb_loss_ratio": -1.0,
                "T": 0.0, "p_cutoff": 1.5, "ema_p": 1.0, "ent_loss_ratio": -1.0, "unsup_warm_up": 2.0,

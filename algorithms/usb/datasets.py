@@ -130,7 +130,10 @@ def load_or_make_splits(settings: RunSettings, train_y: np.ndarray, num_classes:
 
 def build_dataset_dict(settings: RunSettings, base_name: str, num_classes: int) -> Tuple[Dict[str, BasicDataset], SplitInfo]:
     """Load ``settings.dataset``, split it and wrap each part in USB's ``BasicDataset``."""
-    data = load_dataset(settings.dataset, settings.data_dir, download=settings.download)
+    options = {}
+    if settings.dataset == "imagefolder" and settings.img_size:
+        options["image_size"] = settings.img_size  # images of any sizes are resized to img_size on load
+    data = load_dataset(settings.dataset, settings.data_dir, download=settings.download, **options)
     if data.num_classes != num_classes:
         raise ValueError(
             f"num_classes: dataset {settings.dataset!r} has {data.num_classes} classes, config says {num_classes}"
