@@ -241,3 +241,20 @@ def test_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
     ckpt = os.path.join(str(tmp_path), "full", "latest_model.pth")
     assert err == [f"hdl-train: error: cannot write checkpoint {ckpt}: No space left on device"]
     assert not [f for f in os.listdir(os.path.dirname(ckpt)) if f.startswith(".") or f.endswith(".pth")]
+
+
+def test_damaged_or_foreign_splits_file_is_one_line_on_resume(tmp_path):
+    from hdl.data import Splits
+
+    train(tmp_path)
+    path = os.path.join(str(tmp_path), "run", "splits.npz")
+    good = Splits.load(path)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(ValueError, match=f"splits file {path} is damaged or not an .npz: BadZipFile"):
+        train(tmp_path, resume=True, num_train_iter=6)
+    Splits(good.lb_idx, np.append(good.ulb_idx, 5000), good.val_idx).save(path)
+    with pytest.raises(ValueError, match=f"splits file {path}: ulb_idx holds indices in \\[0, 5000\\] but data set "
+                                         "'digits' has 1297 training images"):
+        train(tmp_path, resume=True, num_train_iter=6)
+    assert not [f for f in os.listdir(os.path.dirname(path)) if f.endswith(".tmp")]

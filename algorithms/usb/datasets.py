@@ -110,6 +110,12 @@ def load_or_make_splits(settings: RunSettings, train_y: np.ndarray, num_classes:
     path = os.path.join(settings.run_dir, "splits.npz")
     if settings.resume and os.path.exists(path):
         splits = Splits.load(path)
+        n = len(train_y)
+        for key in Splits._KEYS:
+            idx = getattr(splits, key)
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise ValueError(f"splits file {path}: {key} holds indices in [{idx.min()}, {idx.max()}] but data set "
+                                 f"{settings.dataset!r} has {n} training images (was the data changed?)")
         log.info("reusing the splits saved in %s", path)
         return splits
     splits = make_splits(
