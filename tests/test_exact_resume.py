@@ -1,7 +1,8 @@
 """Exact resume in-process: a run stopped after N iterations and resumed from its checkpoint ends
 bit for bit where the uninterrupted run ends (weights, EMA, optimizer, scheduler, hook state, bank,
 pool, random states, results, per-step losses), for the four bases with and without HDL and in
-both ``hdl_use`` modes, inside an epoch and at an epoch boundary."""
+both ``hdl_use`` modes, inside an epoch and at an epoch boundary, and for USB's imbalance
+algorithms (abc, daso, debiaspl) and the PMI semantic loss."""
 import json
 import os
 
@@ -60,6 +61,8 @@ def flatten(d, prefix=""):
         elif isinstance(v, (list, tuple)) and k == "param_groups":
             for i, g in enumerate(v):
                 out.update(flatten({kk: vv for kk, vv in g.items() if kk != "params"}, f"{key}.{i}."))
+        elif isinstance(v, (list, tuple)) and any(torch.is_tensor(x) for x in v):  # e.g. DASO's pseudo-label lists
+            out.update(flatten({str(i): x for i, x in enumerate(v)}, key + "."))
         else:
             out[key] = v
     return out
@@ -187,3 +190,20 @@ def test_resume_without_the_data_position_restarts_the_epoch_order(tmp_path):
     alg.train()
     a, b = final_checkpoint(ref)["model"], final_checkpoint(alg)["model"]
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("algorithm,over", [
+    ("fixmatch", dict(imb_algorithm="abc")),
+    ("fixmatch", dict(imb_algorithm="daso")),  # DASO keeps its queue and pseudo-label lists outside the hooks
+    ("fixmatch", dict(imb_algorithm="debiaspl")),
+    ("hdl_fixmatch", dict(semantic_loss="pmi", hdl_warmup_iter=4, hdl_refresh_every=4, hdl_embed="bank")),
+], ids=["abc", "daso", "debiaspl", "hdl-pmi"])
+def test_stop_and_resume_imbalance_and_semantic_algorithms(algorithm, over, tmp_path):
+    def args_fn(name, **o):
+        return make_args("fixmatch", tmp_path, name, algorithm=algorithm, **over, **o)
+
+    ref, alg, ref_losses, losses, resumed_at = stop_and_resume(args_fn, stop=7)
+    assert resumed_at == 6 and sorted(losses) == list(range(6, ITERS))
+    assert all(canon(losses[it]) == canon(ref_losses[it]) for it in losses)
+    assert_bit_identical(final_checkpoint(ref), final_checkpoint(alg))
+    assert canon(alg.results_dict) == canon(ref.results_dict)
