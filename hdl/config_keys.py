@@ -13,6 +13,10 @@ becomes the key ``hdl_<option>`` (``min_agreement`` becomes ``hdl_vote_min_agree
 the flag ``--<option>`` of the relabeling commands.  A new labeling option therefore needs one
 declaration: its keyword default in ``hdl_label`` and its row in ``OPTION_TABLE``.
 
+USB's own numeric keys keep USB's defaults and types; their valid ranges (loss weights >= 0,
+temperatures > 0, thresholds in [0, 1], ...) are declared once in :data:`USB_RANGES`, next to the
+project's keys, checked by :func:`validate_usb` and listed in the README (:func:`usb_ranges_table`).
+
 Groups: ``hdl`` (training with HDL), ``labeling`` (the labeler, also reached by the relabeling
 commands), ``semantic`` (semantic supervised losses), ``run`` (data and device; every algorithm).
 Cross-key rules (e.g. ``hdl_k <= hdl_k_max``) are checked where the settings are read.
@@ -155,6 +159,81 @@ def _declared() -> Dict[str, Key]:
 KEYS: Dict[str, Key] = _declared()
 
 
+# ---------------------------------------------------------------------- USB's own keys
+@dataclass(frozen=True)
+class Range:
+    """The valid range of one of USB's own numeric keys (its default and type come from USB's
+    ``get_config``; this table adds what USB never checks)."""
+
+    name: str
+    check: Callable[[Any], bool]
+    allowed: str
+    help: str
+
+    def validate(self, value: Any) -> Any:
+        if not self.check(value):
+            raise ValueError(f"{self.name}: expected {self.allowed}, got {value!r}")
+        return value
+
+
+def _ints(lo: int) -> Callable[[Any], bool]:
+    return lambda v: _int(v) and v >= lo
+
+
+def _ulb_imb_ok(v) -> bool:
+    return _real(v) and (v >= 1 or v <= -1)
+
+
+def _usb_ranges() -> Dict[str, Range]:
+    i1, i0 = "an integer >= 1", "an integer >= 0"
+    rows = [Range(n, _ints(1), i1, h) for n, h in (
+        ("num_train_iter", "training iterations"), ("epoch", "epochs the iterations are split into"),
+        ("num_eval_iter", "iterations between evaluations and checkpoints"),
+        ("num_log_iter", "iterations between log lines"), ("batch_size", "labeled batch size"),
+        ("eval_batch_size", "evaluation batch size"), ("uratio", "unlabeled batch = uratio x batch_size"),
+        ("num_classes", "classes"), ("num_labels", "labeled samples (per class: num_labels / num_classes)"))]
+    rows += [Range(n, _ints(0), i0, h) for n, h in (
+        ("num_workers", "data loader worker processes"), ("num_warmup_iter", "learning-rate warm-up iterations"),
+        ("img_size", "image side the transforms produce (0: the data set's own; an image folder is resized to it "
+                     "on load)"))]
+    rows += [
+        Range("lr", lambda v: _real(v) and v > 0, "a number > 0", "learning rate"),
+        Range("momentum", lambda v: _real(v) and 0 <= v < 1, "a number in [0, 1)", "SGD momentum"),
+        Range("weight_decay", lambda v: _real(v) and v >= 0, "a number >= 0", "weight decay"),
+        Range("layer_decay", lambda v: _real(v) and 0 < v <= 1, "a number in (0, 1]", "layer-wise lr decay"),
+        Range("clip_grad", lambda v: _real(v) and v >= 0, "a number >= 0", "gradient norm clip (0: none)"),
+        Range("ema_m", lambda v: _real(v) and 0 <= v < 1, "a number in [0, 1)", "EMA momentum of the eval model"),
+        Range("crop_ratio", lambda v: _real(v) and 0 < v <= 1, "a number in (0, 1]", "crop ratio of the transforms"),
+        Range("ulb_loss_ratio", lambda v: _real(v) and v >= 0, "a number >= 0", "weight of the unlabeled loss"),
+        Range("T", lambda v: _real(v) and v > 0, "a number > 0", "sharpening / softmax temperature"),
+        Range("p_cutoff", lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]", "confidence threshold"),
+        Range("ema_p", lambda v: _real(v) and 0 <= v < 1, "a number in [0, 1)", "FreeMatch: EMA of its thresholds"),
+        Range("ent_loss_ratio", lambda v: _real(v) and v >= 0, "a number >= 0", "FreeMatch: weight of the entropy loss"),
+        Range("unsup_warm_up", lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]",
+              "MixMatch/ReMixMatch: share of the run the unlabeled weight ramps up"),
+        Range("mixup_alpha", lambda v: _real(v) and v > 0, "a number > 0", "MixMatch/ReMixMatch: Beta(alpha, alpha)"),
+        Range("kl_loss_ratio", lambda v: _real(v) and v >= 0, "a number >= 0", "ReMixMatch: weight of the KL loss"),
+        Range("rot_loss_ratio", lambda v: _real(v) and v >= 0, "a number >= 0", "ReMixMatch: weight of the rotation loss"),
+        Range("lb_imb_ratio", lambda v: _real(v) and v >= 1, "a number >= 1", "labeled head / tail class ratio"),
+        Range("ulb_imb_ratio", _ulb_imb_ok, "a number >= 1, or <= -1 for the reversed order",
+              "unlabeled head / tail class ratio"),
+        Range("ulb_num_labels", lambda v: v is None or (_int(v) and v >= 1), "null or an integer >= 1",
+              "unlabeled samples of the head class (null: all)"),
+    ]
+    return {r.name: r for r in rows}
+
+
+USB_RANGES: Dict[str, Range] = _usb_ranges()
+
+
+def validate_usb(config: Mapping[str, Any]) -> None:
+    """Check the range of every key of :data:`USB_RANGES` present in ``config`` (ValueError
+    naming the key, the allowed range and the value)."""
+    for name, value in config.items():
+        if name in USB_RANGES:
+            USB_RANGES[name].validate(value)
+
+
 def keys(groups: Iterable[str] = GROUPS) -> Dict[str, Key]:
     groups = tuple(groups)
     return {n: k for n, k in KEYS.items() if k.group in groups}
@@ -226,5 +305,15 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # python -m hdl.config_keys: print the README table
+def usb_ranges_table() -> str:
+    """The README's table of USB's keys with a range."""
+    rows = ["| USB key | allowed | meaning |", "|---|---|---|"]
+    for r in USB_RANGES.values():
+        rows.append(f"| `{r.name}` | {r.allowed} | {r.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m hdl.config_keys: print the README tables
     print(markdown_table())
+    print()
+    print(usb_ranges_table())

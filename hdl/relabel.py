@@ -6,8 +6,9 @@ Python: ``relabel(embeddings, labels, true_labels=None, **options)``; the comman
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import numpy as np
 import torch
@@ -43,6 +44,36 @@ def _to_tensor(x: ArrayLike, name: str) -> torch.Tensor:
     raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
 
 
+class RelabelWarning(UserWarning):
+    """Legal but questionable input: the message says what the result will lack."""
+
+
+def input_warnings(x: torch.Tensor, y: torch.Tensor, num_classes: int, declared: bool, k, k_max: int) -> List[str]:
+    """What the result of :func:`relabel` on these inputs will lack, one sentence each.
+
+    ``y`` int64 (N,) after the labels outside ``[0, num_classes)`` were set to -1 (``declared``:
+    ``num_classes`` was given, not inferred)."""
+    out = []
+    n = x.shape[0]
+    given = y[y >= 0]
+    counts = torch.bincount(given, minlength=num_classes)[:num_classes]
+    missing = [c for c in range(num_classes) if counts[c] == 0]
+    if missing:
+        head = ", ".join(str(c) for c in missing[:10]) + (", ..." if len(missing) > 10 else "")
+        why = "" if declared else f" (the classes were inferred as 0..{num_classes - 1} from the largest label; " \
+                                    f"pass --num-classes to declare them)"
+        out.append(f"class(es) {head} have no labeled sample{why}: no sample will be labeled with them")
+    if n >= 2:
+        spread = float((x.float() - x.float()[0]).abs().max())
+        if spread == 0.0:
+            out.append(f"all {n} embeddings are identical: their neighbours are arbitrary, so the labels carry no "
+                       f"information from the embeddings")
+    width = min(k_max, max(n - 1, 1))
+    if k != "adaptive" and k > width:
+        out.append(f"k={k} is more than the {width} neighbour(s) a sample has here (N={n}); k={width} is used")
+    return out
+
+
 def relabel(embeddings: ArrayLike, labels: ArrayLike, true_labels: Optional[ArrayLike] = None, *,
             num_classes: Optional[int] = None, k_max: int = 50, backend: str = "auto", index: str = "auto",
             **options) -> RelabelResult:
@@ -69,10 +100,27 @@ def relabel(embeddings: ArrayLike, labels: ArrayLike, true_labels: Optional[Arra
         t = _to_tensor(true_labels, "true_labels").to(x.device, torch.int64)
         if t.shape != y.shape:
             raise ValueError(f"true_labels must have shape {tuple(y.shape)}, got {tuple(t.shape)}")
+    declared = num_classes is not None
+    if not bool((y >= 0).any()):
+        raise ValueError("labels: no sample is labeled (every label is -1); there is nothing to propagate")
+    if (y < -1).any():
+        bad = sorted(set(y[y < -1].tolist()))[:5]
+        raise ValueError(f"labels: expected class indices >= 0 or -1 for unlabeled, got {bad}")
     if num_classes is None:
         num_classes = int(max(int(y.max()) if y.numel() else -1,
                               int(t.max()) if t is not None and t.numel() else -1)) + 1
         num_classes = max(num_classes, 1)
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes: expected an int >= 1, got {num_classes!r}")
+    outside = y >= num_classes
+    if outside.any():
+        warnings.warn(f"{int(outside.sum())} sample(s) are labeled outside the declared classes 0..{num_classes - 1} "
+                      f"(e.g. {int(y[outside][0])}); they are treated as unlabeled", RelabelWarning, stacklevel=2)
+        y = torch.where(outside, torch.full_like(y, -1), y)
+        if not bool((y >= 0).any()):
+            raise ValueError(f"labels: no sample is labeled within the declared classes 0..{num_classes - 1}")
+    for msg in input_warnings(x, y, num_classes, declared, options.get("k", "adaptive"), k_max):
+        warnings.warn(msg, RelabelWarning, stacklevel=2)
     res = refresh(x, y, num_classes, k_max=k_max, backend=backend, index=index, **options).result
     unl = (y < 0)
     acc = bal = None

@@ -79,6 +79,7 @@ def test_grid_runs_reports_resumes_and_skips_finished_cells(tmp_path, capsys):
     paths = bench_report.write_report(grid, cells)
     rows = list(csv.DictReader(open(paths["results"])))
     assert len(rows) == 4 and {r["arm"] for r in rows} == {"base", "hdl"}
+    assert {r["threads"] for r in rows} == {"1"}  # the grid's default, whatever this process had
     hdl_row = next(r for r in rows if r["algorithm"] == "fixmatch" and r["arm"] == "hdl")
     assert hdl_row["hdl_refreshes"] == "3"
     hdl_cell = next(c for c in cells if c.algorithm == "fixmatch" and c.arm == "hdl")
@@ -150,8 +151,9 @@ def test_one_job_runs_cells_in_the_calling_thread(tmp_path, monkeypatch):
     assert summary["failed"] == [c.key for c in cells] and summary["ran"] == []
 
 
-def test_jobs_run_cells_side_by_side_with_a_share_of_the_cores(tmp_path, monkeypatch):
-    """--jobs 2: two cell processes at once (each sees the other's start file), one thread share each."""
+def test_jobs_run_cells_side_by_side_with_the_grids_threads(tmp_path, monkeypatch):
+    """--jobs 2: two cell processes at once (each sees the other's start file), each with the grid's
+    thread count (default 1), not a share of the cores: a grid's numbers do not depend on --jobs."""
     import sys
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -176,9 +178,22 @@ def test_jobs_run_cells_side_by_side_with_a_share_of_the_cores(tmp_path, monkeyp
     assert sorted(summary["ran"]) == sorted(c.key for c in cells) and summary["failed"] == []
     for c in cells:
         assert open(os.path.join(c.run_dir, "seen")).read() == "2"  # both ran at the same time
-        assert open(os.path.join(marks, os.path.basename(c.run_dir))).read() == "2"  # 4 cores / 2 jobs
+        assert open(os.path.join(marks, os.path.basename(c.run_dir))).read() == "1"  # not 4 cores / 2 jobs
     with pytest.raises(ValueError, match="needs isolation 'subprocess'"):
         bench.run_grid(grid, cells, isolation="inprocess", progress=False, jobs=2)
+    # the grid's threads: the same with 1 job as with 2, even under another OMP_NUM_THREADS
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    grid3 = bench.load_grid(tiny_grid(tmp_path, isolation="subprocess", seeds=[0, 1], algorithms=["fixmatch"],
+                                      arms=["base"], threads=3, out_dir=str(tmp_path / "out3")))
+    marks = str(tmp_path / "marks3")  # fake_train reads this name when it runs
+    os.makedirs(marks)
+    open(os.path.join(marks, "z_no_wait"), "w").close()  # a lone cell need not wait for a partner
+    cells3 = bench.build_cells(grid3)
+    assert bench.run_grid(grid3, cells3[:1], progress=False, jobs=1)["failed"] == []
+    assert bench.run_grid(grid3, cells3[1:], progress=False, jobs=2)["failed"] == []
+    assert [open(os.path.join(marks, os.path.basename(c.run_dir))).read() for c in cells3] == ["3", "3"]
+    with pytest.raises(ValueError, match="threads"):
+        bench.load_grid(tiny_grid(tmp_path, threads=0))
     with pytest.raises(ValueError, match="jobs: expected an int >= 1"):
         bench.run_grid(grid, cells, progress=False, jobs=0)
 
@@ -319,3 +334,21 @@ def test_cifar10_lt_grid_cell_runs_on_generated_standin(tmp_path):
     assert len(rows) == 1 and rows[0]["hdl_refreshes"] == "2"
     assert (out / "plots" / "cifar10_lt_100_per_class.png").is_file()
     assert "1 of 36 runs finished" in (out / "table.md").read_text()
+
+
+def test_dry_run_checks_every_cells_data_and_splits(tmp_path, capsys):
+    """A setting whose splits cannot be drawn (more labels per class than digits has) passes the
+    config check but fails the dry run, naming each of its cells; a valid grid passes."""
+    settings = [{"name": "ok", "dataset": "digits", "num_labels": 20},
+                {"name": "too_many", "dataset": "digits", "num_labels": 2000}]
+    path = tiny_grid(tmp_path, settings=settings, algorithms=["fixmatch"], arms=["base"], seeds=[0, 1])
+    assert bench.main(["--config", path, "--dry-run"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("hdl-bench: error:")]
+    assert len(err) == 2 and all("cell too_many/fixmatch_seed" in ln for ln in err)
+    assert "class 0" in err[0] and "200" in err[0]
+    settings = [{"name": "wrong_classes", "dataset": "digits", "num_labels": 20, "num_classes": 5}]
+    path = tiny_grid(tmp_path, settings=settings, algorithms=["fixmatch"], arms=["base"])
+    assert bench.main(["--config", path, "--dry-run"]) == 2
+    assert "num_classes: dataset 'digits' has 10 classes, config says 5" in capsys.readouterr().err
+    path = tiny_grid(tmp_path, settings=settings[:0] + [{"name": "ok", "dataset": "digits", "num_labels": 20}])
+    assert bench.main(["--config", path, "--dry-run"]) == 0

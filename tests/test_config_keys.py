@@ -18,6 +18,9 @@ def test_readme_key_table_is_the_generated_one():
     block = re.search(r"<!-- keys:start -->\n(.*?)\n<!-- keys:end -->", text, re.S)
     assert block is not None, "README.md has no <!-- keys:start --> ... <!-- keys:end --> block"
     assert block.group(1) == markdown_table(), "README key table is stale: run python -m hdl.config_keys"
+    block = re.search(r"<!-- usb-ranges:start -->\n(.*?)\n<!-- usb-ranges:end -->", text, re.S)
+    assert block is not None and block.group(1) == config_keys.usb_ranges_table(), \
+        "README table of USB's key ranges is stale: run python -m hdl.config_keys"
 
 
 def test_every_exposed_labeling_option_is_a_key_and_a_flag():
@@ -99,3 +102,32 @@ def test_training_passes_every_labeling_option_to_the_labeler(tmp_path, monkeypa
     for name in EXPOSED:
         assert got[name] == want[name], name
     assert a.refresh_log[0]["hdl/k"] == 7.0
+
+
+def test_usb_ranges_are_checked_when_a_config_is_resolved():
+    """Every range of the table is enforced by resolve_config (a value just outside it is refused
+    with the table's words), and the shipped digits configs lie inside every range."""
+    import pytest
+
+    pytest.importorskip("semilearn")
+    from hdl.algorithms.run.config import load_yaml, resolve_config
+
+    outside = {"num_train_iter": 0, "epoch": 0, "num_eval_iter": 0, "num_log_iter": 0, "batch_size": 0,
+               "eval_batch_size": 0, "uratio": 0, "num_classes": 0, "num_labels": 0, "img_size": -1,
+               "num_workers": -1, "num_warmup_iter": -1, "lr": 0.0, "momentum": 1.0, "weight_decay": -0.1,
+               "layer_decay": 0.0, "clip_grad": -1, "ema_m": 1.0, "crop_ratio": 0.0, "ulb_loss_ratio": -1.0,
+               "T": 0.0, "p_cutoff": 1.5, "ema_p": 1.0, "ent_loss_ratio": -1.0, "unsup_warm_up": 2.0,
+               "mixup_alpha": 0.0, "kl_loss_ratio": -0.5, "rot_loss_ratio": -0.5, "lb_imb_ratio": 0,
+               "ulb_imb_ratio": 0, "ulb_num_labels": 0}
+    assert set(outside) == set(config_keys.USB_RANGES)
+    owner = {"ema_p": "freematch", "ent_loss_ratio": "freematch", "unsup_warm_up": "mixmatch",
+             "mixup_alpha": "mixmatch", "kl_loss_ratio": "remixmatch", "rot_loss_ratio": "remixmatch"}
+    configs = os.path.join(ROOT, "configs", "digits")
+    for name, value in outside.items():
+        alg = owner.get(name, "fixmatch")
+        cfg = load_yaml(os.path.join(configs, f"{alg}.yaml"))
+        resolve_config(cfg, [alg])  # the shipped config is inside every range
+        cfg[name] = value
+        with pytest.raises(ValueError) as e:
+            resolve_config(cfg, [alg])
+        assert str(e.value) == f"{name}: expected {config_keys.USB_RANGES[name].allowed}, got {value!r}", name

@@ -278,7 +278,7 @@ def test_imagefolder_resize_and_errors(tmp_path):
 
     fakedata.write_image_folder(tmp_path)
     Image.new("RGB", (7, 3), (10, 20, 30)).save(tmp_path / "test" / "dog" / "big.png")
-    with pytest.raises(ValueError, match=r"test/dog/big.png is 3x7 \(HxW\).*pass image_size"):
+    with pytest.raises(ValueError, match=r"test/dog/big.png is 3x7 \(HxW\).*set img_size"):
         load_dataset("imagefolder", tmp_path)
     data = load_dataset("imagefolder", tmp_path, image_size=(2, 3))
     assert data.train_x.shape == (4, 2, 3, 3) and data.test_x.shape == (3, 2, 3, 3)

@@ -57,7 +57,7 @@ def assert_same_state(a, b):
         va, vb = fa[k], fb[k]
         if torch.is_tensor(va):
             assert torch.equal(va.cpu(), vb.cpu()), k
-        elif k not in ("settings.resume",):
+        elif k not in ("settings.resume", "wall_seconds"):
             assert va == vb, (k, va, vb)
 
 
@@ -157,6 +157,8 @@ def test_hdl_train_and_eval_commands(tmp_path, capsys):
         ({"p_cutof": 0.9}, "did you mean 'p_cutoff'"),
         ({"device": "tpu"}, "device: expected"),
         ({"ema_m": 1.5}, "ema_m: expected a number in [0, 1)"),
+        ({"ulb_loss_ratio": -1}, "ulb_loss_ratio: expected a number >= 0, got -1.0"),
+        ({"T": 0}, "T: expected a number > 0, got 0.0"),
         ({"optim": "Adam"}, "optim: expected one of ['SGD', 'AdamW']"),
     ],
 )
@@ -264,3 +266,24 @@ def test_channel_stats_match_numpy():
     ref = x.astype(np.float64) / 255.0
     np.testing.assert_allclose(mean, ref.mean(axis=(0, 1, 2)), rtol=1e-12)
     np.testing.assert_allclose(std, ref.std(axis=(0, 1, 2)), rtol=1e-9)
+
+
+def test_image_folder_with_mixed_sizes_trains_at_img_size(tmp_path):
+    """hdl-train resizes an image folder's images of different sizes to img_size on load."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 3)):
+        for c, name in enumerate(("cat", "dog")):
+            folder = tmp_path / "imgs" / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                h, w = (10 + i % 3, 9 + 2 * (i % 2))  # sizes differ within and across classes
+                arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8) // (1 + c)
+                Image.fromarray(arr).save(folder / f"{i:02d}.png")
+    over = dict(dataset="imagefolder", data_dir=str(tmp_path / "imgs"), num_classes=2, num_labels=4, num_val=0,
+                img_size=8, num_train_iter=2, num_eval_iter=2)
+    res = runner.train(tiny_args("fixmatch", tmp_path, **over), progress=False)
+    assert res["iterations"] == 2 and 0 <= res["test_acc_final"] <= 1
+    with pytest.raises(ValueError, match="set img_size in the hdl-train config"):
+        runner.train(tiny_args("fixmatch", tmp_path, save_name="keep", **dict(over, img_size=0)), progress=False)

@@ -6,7 +6,7 @@ one after the other, then summarise the finished cells (:mod:`.report`).
               [--only-arms ...] [--only-seeds 0,1] [--jobs N] [--no-progress] [--key value ...]
 
 A cell with ``results.json`` is finished and never re-run; a cell with a checkpoint
-(``latest_model.pth``) resumes from it (every cell runs with ``resume: True``). Cells run in a
+(``latest_model.pth``) resumes from it (``resume: True`` then, ``false`` for a cell without one). Cells run in a
 fresh ``hdl-train`` process each (``isolation: subprocess``, the default) or in this process
 (``inprocess`` / ``--in-process``). ``bench_cell.yaml`` in the run folder records the cell's
 config; a failed cell leaves ``bench_output.txt`` (subprocess) or ``bench_error.txt``
@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from .grid import (ARMS, ISOLATIONS, Cell, Grid, Setting, allowed_algorithms, build_cells, hdl_only_keys,
+from .grid import (ARMS, ISOLATIONS, Cell, Grid, Setting, allowed_algorithms, build_cells, check_cells, hdl_only_keys,
                          load_grid, parse_grid, select_cells)
 from ..run.config import parse_overrides
 
@@ -59,13 +59,11 @@ def _record_config(cell: Cell) -> str:
     return path
 
 
-def _cell_env(jobs: int) -> Optional[Dict[str, str]]:
-    """Environment of a cell's process when ``jobs`` cells share the machine: each gets an equal
-    share of the cores as its thread count unless OMP_NUM_THREADS is already set."""
-    if jobs <= 1 or "OMP_NUM_THREADS" in os.environ:
-        return None
+def _cell_env(threads: int) -> Dict[str, str]:
+    """Environment of a cell's process: ``threads`` CPU threads (the grid's ``threads``, default 1),
+    the same whatever ``--jobs`` is, so a grid's numbers do not depend on it."""
     env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     return env
 
 
@@ -78,32 +76,41 @@ def run_cell(cell: Cell, isolation: str = "subprocess", env: Optional[Dict[str, 
     if isolation not in ISOLATIONS:
         raise ValueError(f"isolation: expected one of {list(ISOLATIONS)}, got {isolation!r}")
     cell_yaml = _record_config(cell)
+    resume = cell.status() == "partial"  # a cell without a checkpoint starts (resume: True would be an error)
     if isolation == "subprocess":
         with open(os.path.join(cell.run_dir, "bench_output.txt"), "a") as out:
-            rc = subprocess.call(_train_command(cell_yaml), stdout=out, stderr=subprocess.STDOUT, env=env)
+            rc = subprocess.call(_train_command(cell_yaml) + ["--resume", str(resume).lower()], stdout=out, stderr=subprocess.STDOUT, env=env)
         if rc != 0:
             log.error("cell %s failed (exit %d); see %s", cell.key, rc, os.path.join(cell.run_dir, "bench_output.txt"))
     else:
+        import torch
+
         from ..run import runner
         from ..run.config import resolve_config
 
+        threads = int((env or {}).get("OMP_NUM_THREADS", 0)) or torch.get_num_threads()
+        before = torch.get_num_threads()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                args = resolve_config(cell.config, allowed_algorithms())
+                args = resolve_config(dict(cell.config, resume=resume), allowed_algorithms())
+            torch.set_num_threads(threads)
             runner.train(args, progress=False)
         except Exception:  # noqa: BLE001 - one failing cell must not stop the grid
             with open(os.path.join(cell.run_dir, "bench_error.txt"), "w") as f:
                 f.write(traceback.format_exc())
             log.error("cell %s failed; see %s", cell.key, os.path.join(cell.run_dir, "bench_error.txt"))
+        finally:
+            torch.set_num_threads(before)
     return cell.status() == "done"
 
 
 def run_grid(grid: Grid, cells: Sequence[Cell], isolation: Optional[str] = None, progress: bool = True,
              jobs: int = 1) -> Dict[str, List[str]]:
     """Run the unfinished ``cells``, ``jobs`` at a time (one after the other by default; more than
-    one needs subprocess isolation, and each process then gets ``cores // jobs`` threads unless
-    OMP_NUM_THREADS is set); returns the keys that ran, were skipped (finished before) and failed."""
+    one needs subprocess isolation); every cell runs with the grid's ``threads`` (default 1) CPU
+    threads whatever ``jobs`` is.  Returns the keys that ran, were skipped (finished before) and
+    failed."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from tqdm import tqdm
@@ -117,7 +124,7 @@ def run_grid(grid: Grid, cells: Sequence[Cell], isolation: Optional[str] = None,
     todo = [c for c in cells if status[c.key] != "done"]
     done = [c.key for c in cells if status[c.key] == "done"]
     ran, failed = [], []
-    env = _cell_env(jobs)
+    env = _cell_env(grid.threads)
     bar = tqdm(total=len(cells), initial=len(done), desc=grid.name, unit="run", dynamic_ncols=True, disable=not progress)
 
     def finished(cell: Cell, ok: bool) -> None:
@@ -165,12 +172,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="hdl-bench", description=main.__doc__,
                                 epilog="Extra --key value pairs override the config of every cell.")
     p.add_argument("--config", required=True, help="grid YAML file (see hdl.algorithms.bench)")
-    p.add_argument("--dry-run", action="store_true", help="validate every cell and list them with their status")
+    p.add_argument("--dry-run", action="store_true", help="validate every cell (config, data set, splits) and list "
+                   "them with their status; exit 2 naming each invalid cell")
     p.add_argument("--only-table", action="store_true", help="run nothing; summarise the finished cells")
     p.add_argument("--in-process", action="store_true", help="train in this process instead of one process per cell")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--jobs", type=int, default=1,
-                   help="cells trained side by side (each with cores/jobs threads unless OMP_NUM_THREADS is set)")
+                   help="cells trained side by side (each with the grid's 'threads', default 1, whatever --jobs is)")
     p.add_argument("--out-dir", default=None, help="output folder instead of the grid's out_dir")
     for what in ("settings", "algorithms", "arms", "seeds"):
         p.add_argument(f"--only-{what}", default=None, help=f"comma-separated {what} to run (default: all)")
@@ -188,8 +196,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"hdl-bench: error: {e}", file=sys.stderr)
         return 2
     if known.dry_run:
+        problems = check_cells(chosen)
         for c in chosen:
             print(f"{c.status():8s} {c.key:50s} {c.base_config}")
+        for line in problems:
+            print(f"hdl-bench: error: {line}", file=sys.stderr)
+        if problems:
+            return 2
         counts = {s: sum(c.status() == s for c in chosen) for s in ("done", "partial", "todo")}
         print(f"{len(chosen)} cells: {counts['done']} done, {counts['partial']} to resume, {counts['todo']} to run")
         return 0

@@ -28,6 +28,8 @@ key                         meaning
 ``floors_max_unlabeled``    unlabeled images given to LabelSpreading (default 10000)
 ``per_class``               per-class test accuracy of long-tailed settings (default true)
 ``description``             free text, copied under the title of ``table.md``
+``threads``                 CPU threads of every cell (default 1, what the committed results
+                            used), whatever ``--jobs`` is; recorded in ``results.csv``
 ==========================  ==============================================================
 
 A setting: ``dataset`` and ``num_labels`` (required), ``name`` (default
@@ -64,7 +66,7 @@ ARMS = ("base", "hdl")
 ISOLATIONS = ("subprocess", "inprocess")
 GRID_KEYS = ("name", "out_dir", "base_config", "algorithms", "arms", "seeds", "settings", "overrides",
              "per_algorithm_overrides", "hdl", "isolation", "floors", "floors_max_unlabeled", "per_class",
-             "description")
+             "description", "threads")
 SETTING_KEYS = ("name", "dataset", "num_labels", "lb_imb_ratio", "ulb_num_labels", "ulb_imb_ratio", "num_classes",
                 "data_dir", "base_config", "algorithms", "overrides")
 # config keys the grid sets for every cell
@@ -127,6 +129,7 @@ class Grid:
     per_class: bool = True
     description: str = ""
     source_dir: str = "."
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ class Cell:
         """``done`` (results.json), ``partial`` (a checkpoint to resume) or ``todo``."""
         if os.path.isfile(os.path.join(self.run_dir, "results.json")):
             return "done"
-        if os.path.isfile(os.path.join(self.run_dir, "latest_model.pth")):
+        if any(os.path.isfile(os.path.join(self.run_dir, n)) for n in ("latest_model.pth", "previous_model.pth")):
             return "partial"
         return "todo"
 
@@ -317,7 +320,7 @@ def parse_grid(data: Dict[str, Any], source_dir: str = ".") -> Grid:
                 floors=_bool(data.get("floors", True), "floors"),
                 floors_max_unlabeled=_int(data.get("floors_max_unlabeled", 10000), "floors_max_unlabeled", 1),
                 per_class=_bool(data.get("per_class", True), "per_class"), description=description,
-                source_dir=os.path.abspath(source_dir))
+                source_dir=os.path.abspath(source_dir), threads=_int(data.get("threads", 1), "threads", 1))
 
 
 def load_grid(path: str) -> Grid:
@@ -411,6 +414,46 @@ def build_cells(grid: Grid, overrides: Optional[Dict[str, Any]] = None, validate
                                 raise ValueError(f"cell {cell.key} (base config {path}): {e}") from None
                     cells.append(cell)
     return cells
+
+
+def check_cells(cells: Sequence[Cell]) -> List[str]:
+    """The full per-cell validation of ``hdl-bench --dry-run``: every cell's config through
+    ``resolve_config`` (all seeds), its data set loaded (once per data set and folder) with the
+    configured class count, and its splits drawn as the run would draw them (nothing is saved).
+    Returns one line per failing cell, naming it."""
+    import warnings
+
+    from hdl.data import load_dataset, make_splits
+
+    from ..run.config import resolve_config
+
+    allowed = allowed_algorithms()
+    data_cache: Dict[Any, Any] = {}
+    problems = []
+    for cell in cells:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                args = resolve_config(dict(cell.config, resume=False), allowed)
+            key = (args.dataset, args.data_dir)
+            if key not in data_cache:
+                try:
+                    data_cache[key] = load_dataset(args.dataset, args.data_dir, download=False)
+                except (ValueError, OSError) as e:
+                    data_cache[key] = e
+            data = data_cache[key]
+            if isinstance(data, Exception):
+                raise ValueError(f"data set {args.dataset!r}: {data}")
+            if data.num_classes != args.num_classes:
+                raise ValueError(f"num_classes: dataset {args.dataset!r} has {data.num_classes} classes, "
+                                 f"config says {args.num_classes}")
+            make_splits(data.train_y, args.num_classes, num_labels=args.num_labels,
+                        ulb_num_labels=args.ulb_num_labels, lb_imb_ratio=args.lb_imb_ratio,
+                        ulb_imb_ratio=args.ulb_imb_ratio, include_lb_to_ulb=args.include_lb_to_ulb,
+                        num_val=args.num_val, seed=args.seed)
+        except ValueError as e:
+            problems.append(f"cell {cell.key} (base config {cell.base_config}): {e}")
+    return problems
 
 
 def select_cells(cells: Sequence[Cell], settings=None, algorithms=None, arms=None, seeds=None) -> List[Cell]:

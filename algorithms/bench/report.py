@@ -30,7 +30,8 @@ COLUMNS = ("setting", "dataset", "num_labels", "lb_imb_ratio", "ulb_num_labels",
            "seed", "iterations", "best_val_acc", "test_acc_at_best_val", "test_acc_final",
            "test_balanced_acc_at_best_val", "test_balanced_acc_final", "hdl_refreshes", "hdl_pool_size",
            "hdl_pool_acc", "hdl_pool_coverage", "hdl_logit_acc_equal_coverage", "hdl_injected_acc",
-           "hdl_injected_coverage", "hdl_logit_acc_equal_injected", "hdl_logit_coverage", "wall_seconds", "run_dir")
+           "hdl_injected_coverage", "hdl_logit_acc_equal_injected", "hdl_logit_coverage", "wall_seconds", "threads",
+           "run_dir")
 
 
 def read_refreshes(run_dir: str) -> List[Dict[str, float]]:
@@ -74,7 +75,7 @@ def cell_row(cell) -> Optional[Dict[str, Any]]:
         "hdl_injected_acc": last.get("hdl/injected_acc"), "hdl_injected_coverage": last.get("hdl/injected_coverage"),
         "hdl_logit_acc_equal_injected": last.get("hdl/logit_acc_equal_injected"),
         "hdl_logit_coverage": last.get("hdl/logit_coverage"),
-        "wall_seconds": res.get("wall_seconds"), "run_dir": cell.run_dir,
+        "wall_seconds": res.get("wall_seconds"), "threads": res.get("threads"), "run_dir": cell.run_dir,
     }
 
 

@@ -60,7 +60,7 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         print(f"hdl-train: interrupted at iteration {stop.iteration}; resume with: "
               f"hdl-train {_resume_command(again)}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: a full or read-only save_dir, named with its path
         print(f"hdl-train: error: {e}", file=sys.stderr)
         return 2
     summary = {k: res[k] for k in ("algorithm", "dataset", "num_labels", "seed", "iterations", "best_val_acc",
@@ -97,7 +97,7 @@ def eval_main(argv: Optional[List[str]] = None) -> int:
 
     try:
         metrics, out = evaluate_run(a.run, a.split, a.checkpoint, a.out)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: a full or read-only save_dir, named with its path
         print(f"hdl-eval: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({**metrics, "predictions": out}))

@@ -41,11 +41,6 @@ IGNORED_KEYS = {
 }
 
 
-_POSITIVE_INT = ("num_train_iter", "epoch", "batch_size", "eval_batch_size", "uratio", "num_eval_iter",
-                 "num_log_iter", "num_classes", "num_labels")
-_NON_NEGATIVE_INT = ("num_workers", "num_warmup_iter")
-
-
 def _choices() -> Dict[str, Sequence[Any]]:
     from hdl.data import DATASETS
 
@@ -172,24 +167,7 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
     for key, allowed in _choices().items():
         if key in cfg and cfg[key] not in allowed:
             raise ValueError(f"{key}: expected one of {list(allowed)}, got {cfg[key]!r}")
-    for key in _POSITIVE_INT:
-        if key in cfg and not (isinstance(cfg[key], int) and cfg[key] >= 1):
-            raise ValueError(f"{key}: expected an integer >= 1, got {cfg[key]!r}")
-    for key in _NON_NEGATIVE_INT:
-        if key in cfg and not (isinstance(cfg[key], int) and cfg[key] >= 0):
-            raise ValueError(f"{key}: expected an integer >= 0, got {cfg[key]!r}")
-    for key in ("lr",):
-        if key in cfg and not cfg[key] > 0:
-            raise ValueError(f"{key}: expected a number > 0, got {cfg[key]!r}")
-    if "ema_m" in cfg and not 0.0 <= cfg["ema_m"] < 1.0:
-        raise ValueError(f"ema_m: expected a number in [0, 1), got {cfg['ema_m']!r}")
-    if "crop_ratio" in cfg and not 0.0 < cfg["crop_ratio"] <= 1.0:
-        raise ValueError(f"crop_ratio: expected a number in (0, 1], got {cfg['crop_ratio']!r}")
-    if "p_cutoff" in cfg and not 0.0 <= cfg["p_cutoff"] <= 1.0:
-        raise ValueError(f"p_cutoff: expected a number in [0, 1], got {cfg['p_cutoff']!r}")
-    for key in ("lb_imb_ratio", "ulb_imb_ratio"):
-        if key in cfg and (cfg[key] == 0 or (key == "lb_imb_ratio" and cfg[key] < 1)):
-            raise ValueError(f"{key}: expected >= 1 (ulb_imb_ratio may be <= -1 for reversed), got {cfg[key]!r}")
+    config_keys.validate_usb(cfg)  # USB's numeric keys: ranges from the same table module
 
     resolved = dict(defaults)
     resolved.update(cfg)

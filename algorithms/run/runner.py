@@ -8,7 +8,7 @@ import os
 import random
 import tempfile
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from semilearn.core.utils.misc import EMA
 from hdl.data import DATASET_INFO
 
 from .config import dump_config
+from ..usb.checkpoint_io import (CHECKPOINT_FILES, LATEST, PREVIOUS, choose_resume_checkpoint, remove_stale_temps)
 from ..usb.registry import device_algorithm, get_net_builder
 
 log = logging.getLogger("hdl")
@@ -152,9 +153,14 @@ def build_algorithm(args: argparse.Namespace, logger: Optional[logging.Logger] =
 def _atomic_write(path: str, text: str) -> None:
     d = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".tmp.", dir=d)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _jsonable(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -167,23 +173,101 @@ def _jsonable(d: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+# keys that decide what a checkpoint means: a resume that changes one is refused
+RESUME_FIXED_KEYS = ("algorithm", "imb_algorithm", "dataset", "num_classes", "num_labels", "ulb_num_labels", "num_val",
+                     "lb_imb_ratio", "ulb_imb_ratio", "include_lb_to_ulb", "seed", "net", "net_from_name", "img_size",
+                     "optim", "batch_size", "uratio", "epoch", "use_cat", "semantic_loss", "semantic_tree",
+                     "semantic_source")
+# keys whose change on resume is not worth a record
+_RESUME_SILENT_KEYS = ("resume", "load_path", "overwrite")
+# what a run writes into its directory (cleared before a new run starts there)
+RUN_FILES = ("log.txt", "hdl_refresh.jsonl", "results.json", "splits.npz", "config.yaml") + CHECKPOINT_FILES
+RUN_DIRS = ("tensorboard",)
+
+
+def resume_changes(run_dir: str, args: argparse.Namespace) -> Dict[str, Tuple[Any, Any]]:
+    """Compare the requested config with the run's saved ``config.yaml``: raise ValueError (one
+    line naming each key, saved vs requested) when a key of :data:`RESUME_FIXED_KEYS` differs;
+    return the other changed keys as ``{key: (saved, requested)}``."""
+    import yaml
+
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            saved = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"resume: cannot read the run's saved config {path}: {type(e).__name__}") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"resume: the run's saved config {path} is not a mapping")
+    requested = yaml.safe_load(dump_config(args))
+    changed = {k: (saved.get(k), requested.get(k)) for k in sorted(set(saved) | set(requested))
+               if saved.get(k) != requested.get(k) and k not in _RESUME_SILENT_KEYS}
+    fixed = [k for k in changed if k in RESUME_FIXED_KEYS]
+    if fixed:
+        what = "; ".join(f"{k}: saved {changed[k][0]!r}, requested {changed[k][1]!r}" for k in fixed)
+        raise ValueError(f"resume: {run_dir} was trained with another config ({what}); these keys decide what the "
+                         f"checkpoint means; resume with the saved values or start a new run (another save_name)")
+    return changed
+
+
+def clear_run_dir(run_dir: str) -> List[str]:
+    """Remove what an earlier run wrote into ``run_dir`` (:data:`RUN_FILES`, :data:`RUN_DIRS`,
+    ``predictions_*.csv``); other files stay.  Returns the removed names."""
+    import shutil
+
+    if not os.path.isdir(run_dir):
+        return []
+    gone = []
+    for name in sorted(os.listdir(run_dir)):
+        path = os.path.join(run_dir, name)
+        if name in RUN_DIRS and os.path.isdir(path):
+            shutil.rmtree(path)
+            gone.append(name)
+        elif os.path.isfile(path) and (name in RUN_FILES or (name.startswith("predictions_") and name.endswith(".csv"))):
+            os.remove(path)
+            gone.append(name)
+    return gone
+
+
 def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
     """Train ``args`` (a resolved config), write ``config.yaml``, logs and ``results.json``.
 
-    A run directory with a checkpoint is resumed when ``resume`` is true (``load_path``
-    defaults to its ``latest_model.pth``); without ``resume`` and with ``overwrite`` false it is
-    refused, so no run is clobbered by accident.
+    ``resume: True`` continues ``save_dir/save_name`` from its ``latest_model.pth`` (or
+    ``load_path``): the checkpoint is verified first (a damaged latest one falls back to
+    ``previous_model.pth`` with a warning; none usable, or none at all, is an error) and the
+    requested config is compared with the saved one (:func:`resume_changes`) before anything in the
+    run directory is rewritten; per-refresh records after the restored iteration are dropped.
+    Without ``resume`` a directory holding a checkpoint is refused unless ``overwrite`` is true;
+    a new run first clears what an earlier run wrote there (:func:`clear_run_dir`).  Temp files
+    of interrupted writes are removed first in every case.
     """
     run_dir = os.path.join(args.save_dir, args.save_name)
-    latest = os.path.join(run_dir, "latest_model.pth")
-    if args.resume and not args.load_path:
-        args.load_path = latest
-    if not args.resume and not args.overwrite and any(
-            os.path.exists(os.path.join(run_dir, f)) for f in ("latest_model.pth", "config.yaml", "results.json")):
-        raise ValueError(f"save_name: {run_dir} already holds a run; pass --overwrite True to replace it or "
-                         f"--resume True to continue it")
+    for name in remove_stale_temps(run_dir):
+        log.info("removed %s, left by an interrupted write", os.path.join(run_dir, name))
+    notes: List[str] = []
+    changes: Dict[str, Tuple[Any, Any]] = {}
+    if args.resume:
+        args.load_path, notes = choose_resume_checkpoint(run_dir, args.load_path)
+        changes = resume_changes(run_dir, args)
+    else:
+        held = [n for n in (LATEST, PREVIOUS[LATEST], "config.yaml", "results.json")
+                if os.path.exists(os.path.join(run_dir, n))]
+        if held and not args.overwrite:
+            raise ValueError(f"save_name: {run_dir} already holds a run; pass --overwrite True to replace it or "
+                             f"--resume True to continue it")
+        clear_run_dir(run_dir)
     logger = make_logger(run_dir)
-    _atomic_write(os.path.join(run_dir, "config.yaml"), dump_config(args))
+    for note in notes:
+        log.warning(note)
+        logger.warning(note)
+    if changes:
+        line = "resume: keys changed since the run started: " + "; ".join(
+            f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
+        log.info(line)
+        logger.info(line)
+    config_text = dump_config(args)  # as requested (building the algorithm adds derived keys to args)
     start = time.time()
     alg = build_algorithm(args, logger)
     if getattr(args, "imb_algorithm", None) and getattr(alg, "scheduler", None) is None:
@@ -192,11 +276,16 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
         logger.info(note)
         log.info(note)
     if args.resume:
-        if os.path.exists(args.load_path):
+        try:
             alg.load_model(args.load_path)
-            logger.info("resumed from %s at iteration %d", args.load_path, alg.it)
-        else:
-            logger.warning("resume: no checkpoint at %s, starting from scratch", args.load_path)
+        except RuntimeError as e:  # a checkpoint that does not fit the network/optimizer built here
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"resume: checkpoint {args.load_path} does not fit this config: {first}") from None
+        dropped = alg.truncate_run_records(alg.it)
+        logger.info("resumed from %s at iteration %d%s", args.load_path, alg.it,
+                    f" ({dropped} refresh record(s) after it dropped)" if dropped else "")
+    alg.segment_start = start
+    _atomic_write(os.path.join(run_dir, "config.yaml"), config_text)
     alg.register_hook(ProgressHook(disable=not progress), "ProgressHook", "LOWEST")
     stopper = InterruptHook(run_dir)
     alg.register_hook(stopper, "InterruptHook", "LOW")  # after the step's other hooks, before its exit
@@ -229,7 +318,9 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
         "test_worst_class_acc_at_best_val": min(per_class["best"]) if per_class.get("best") else None,
         "test_per_class_acc_final": per_class.get("final"),
         "test_worst_class_acc_final": min(per_class["final"]) if per_class.get("final") else None,
-        "wall_seconds": round(time.time() - start, 2),
+        "wall_seconds": round(alg.elapsed_seconds(), 2),
+        "resume_changes": {k: [a, b] for k, (a, b) in changes.items()},
+        "threads": torch.get_num_threads(),
         "metrics": _jsonable(res),
         "settings": _jsonable(vars(args)),
     }

@@ -110,6 +110,12 @@ def load_or_make_splits(settings: RunSettings, train_y: np.ndarray, num_classes:
     path = os.path.join(settings.run_dir, "splits.npz")
     if settings.resume and os.path.exists(path):
         splits = Splits.load(path)
+        n = len(train_y)
+        for key in Splits._KEYS:
+            idx = getattr(splits, key)
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise ValueError(f"splits file {path}: {key} holds indices in [{idx.min()}, {idx.max()}] but data set "
+                                 f"{settings.dataset!r} has {n} training images (was the data changed?)")
         log.info("reusing the splits saved in %s", path)
         return splits
     splits = make_splits(
@@ -130,7 +136,10 @@ def load_or_make_splits(settings: RunSettings, train_y: np.ndarray, num_classes:
 
 def build_dataset_dict(settings: RunSettings, base_name: str, num_classes: int) -> Tuple[Dict[str, BasicDataset], SplitInfo]:
     """Load ``settings.dataset``, split it and wrap each part in USB's ``BasicDataset``."""
-    data = load_dataset(settings.dataset, settings.data_dir, download=settings.download)
+    options = {}
+    if settings.dataset == "imagefolder" and settings.img_size:
+        options["image_size"] = settings.img_size  # images of any sizes are resized to img_size on load
+    data = load_dataset(settings.dataset, settings.data_dir, download=settings.download, **options)
     if data.num_classes != num_classes:
         raise ValueError(
             f"num_classes: dataset {settings.dataset!r} has {data.num_classes} classes, config says {num_classes}"

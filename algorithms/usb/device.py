@@ -8,13 +8,19 @@ overrides exactly those places; it goes first in the bases of a USB algorithm cl
 
 The mixin is the one place that decides the device (``self.device``), moves batches, runs
 evaluation, times steps, places the model (after the whole algorithm is built, and again before
-the run, since some imbalance algorithms wrap the model late), saves checkpoints atomically and
-restores every hook's tensor state on the right device.
+the run, since some imbalance algorithms wrap the model late), saves checkpoints atomically with a
+checksum (:mod:`.checkpoint_io`) and restores every hook's tensor state on the right device.
+
+It also owns USB's training loop (:meth:`DeviceMixin.train`, the same loop as
+``AlgorithmBase.train``) so that a resume continues the run bit for bit: a checkpoint holds the
+random-number states and the position in the data order (:mod:`.resume_state`); the resumed loop
+restores the states after its ``before_run`` hooks and skips the batches the interrupted run had
+already drawn in that epoch.  Exact with the same thread count and ``num_workers: 0``.
 """
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
 import time
 from inspect import signature
 from typing import Dict, List
@@ -31,11 +37,15 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from semilearn.core.algorithmbase import AlgorithmBase
 from semilearn.core.hooks import EvaluationHook, Hook, LoggingHook, TimerHook
 
+from .checkpoint_io import LATEST, load_checkpoint, save_checkpoint
+from .faults import fault_point
+from .resume_state import capture_rng, make_resumable, restore_rng
 from .seam import hook_state_owner
 from .settings import RunSettings
+
+log = logging.getLogger("hdl")
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -138,7 +148,7 @@ class ResultsEvaluationHook(EvaluationHook):
             per_class["final"] = per_class_accuracy(algorithm.last_confusion["test"])
             best_path = os.path.join(save_path, "model_best.pth")
             if os.path.exists(best_path):
-                last_it = algorithm.it
+                last_it, timing = algorithm.it, (algorithm.wall_offset, algorithm.segment_start)
                 algorithm.load_model(best_path)
                 if algorithm.ema is not None:
                     algorithm.ema.load(algorithm.ema_model)
@@ -147,6 +157,7 @@ class ResultsEvaluationHook(EvaluationHook):
                 results.update({f"best_{k}": v for k, v in best.items()})
                 results["test/best_acc"] = best["test/top-1-acc"]
                 algorithm.it = last_it
+                algorithm.wall_offset, algorithm.segment_start = timing
         algorithm.results_dict = results
         algorithm.per_class_test_acc = per_class
 
@@ -191,6 +202,10 @@ class DeviceMixin:
         self.device = resolve_device(self.settings.device)
         self._in_train_step = False
         self.split_info = None
+        self._epoch_batches = 0  # batches drawn from the training loaders in the current epoch
+        self._resume_point = None  # (epoch, batches, rng states) of a loaded checkpoint, used by train()
+        self.wall_offset = 0.0  # seconds of the earlier segments of a resumed run
+        self.segment_start = time.time()
         super().__init__(args, net_builder, tb_log=tb_log, logger=logger, **kwargs)
         self.gpu = self.device.index if self.device.type == "cuda" else None
         if self.use_amp and self.device.type != "cuda":
@@ -225,6 +240,59 @@ class DeviceMixin:
             f"{self.args.ulb_dest_len}, validation {len(info.splits.val_idx)}, test {len(dataset_dict['test'])}"
         )
         return dataset_dict
+
+    def set_data_loader(self):
+        loader_dict = super().set_data_loader()
+        for name in ("train_lb", "train_ulb"):
+            if (loader_dict or {}).get(name) is not None:
+                loader_dict[name] = make_resumable(loader_dict[name])
+        return loader_dict
+
+    # ------------------------------------------------------------------ training loop
+    def train(self):
+        """USB's training loop, resumable bit for bit (see the module docstring)."""
+        self.model.train()
+        self.call_hook("before_run")
+        point, self._resume_point = self._resume_point, None
+        if point is not None:
+            restore_rng(point["rng"], self.device)
+        for epoch in range(self.start_epoch, self.epochs):
+            self.epoch = epoch
+            if self.it >= self.num_train_iter:
+                break
+            self.call_hook("before_train_epoch")
+            lb, ulb = self.loader_dict["train_lb"], self.loader_dict["train_ulb"]
+            skip = point["batches"] if point is not None and epoch == point["epoch"] else 0
+            if skip and not all(hasattr(ld.sampler, "skip_next") for ld in (lb, ulb)):
+                raise RuntimeError("resume inside an epoch needs resumable training samplers (resume_state.make_resumable)")
+            if skip:
+                lb.sampler.skip_next, ulb.sampler.skip_next = skip * lb.batch_size, skip * ulb.batch_size
+                with torch.random.fork_rng(devices=[]):  # the iterators' seed draws are not part of the run
+                    batches = zip(iter(lb), iter(ulb))
+            else:
+                batches = zip(lb, ulb)
+            self._epoch_batches = skip
+            for data_lb, data_ulb in batches:
+                if self.it >= self.num_train_iter:
+                    break
+                self._epoch_batches += 1
+                self.call_hook("before_train_step")
+                self.out_dict, self.log_dict = self.train_step(**self.process_batch(**data_lb, **data_ulb))
+                fault_point("step")
+                self.call_hook("after_train_step")
+                self.it += 1
+            self.call_hook("after_train_epoch")
+        self.call_hook("after_run")
+        self._resume_point = None
+
+    def truncate_run_records(self, it: int) -> int:
+        """Resume: drop per-iteration records written after iteration ``it`` (the restored one);
+        returns how many were dropped.  The device layer keeps none; subclasses extend this."""
+        return 0
+
+    def elapsed_seconds(self) -> float:
+        """Training wall time of this run, all segments of a resumed run together."""
+        return self.wall_offset + (time.time() - self.segment_start)
 
     def process_batch(self, input_args=None, **kwargs):
         """Keep the entries the train step names and move tensors to ``self.device``."""
@@ -325,31 +393,60 @@ class DeviceMixin:
             for hook in self._hooks
         }
         save_dict["settings"] = self.settings.to_dict()
+        # exact resume: where the data order stands and the random states at this point
+        save_dict["data_position"] = {"epoch": int(self.epoch), "batches": int(self._epoch_batches)}
+        # loaded but not yet resumed: the states the resume will start from
+        pending = self._resume_point
+        save_dict["rng"] = pending["rng"] if pending is not None else capture_rng(self.device)
+        save_dict["threads"] = torch.get_num_threads()
+        save_dict["wall_seconds"] = self.elapsed_seconds()
         return save_dict
 
     def save_model(self, save_name, save_path):
-        """Save atomically: a crash leaves the previous checkpoint, never half a file."""
-        os.makedirs(save_path, exist_ok=True)
-        target = os.path.join(save_path, save_name)
-        fd, tmp = tempfile.mkstemp(prefix=f".{save_name}.", dir=save_path)
-        os.close(fd)
-        try:
-            torch.save(self.get_save_dict(), tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        """Save atomically with a checksum (:func:`.checkpoint_io.save_checkpoint`); the previous
+        ``latest_model.pth`` is kept as ``previous_model.pth``."""
+        save_checkpoint(self.get_save_dict(), os.path.join(save_path, save_name), keep_previous=save_name == LATEST)
 
     def load_model(self, load_path):
-        """Restore weights, EMA, optimizer, scheduler, iteration and every hook's tensors.
+        """Verify the checkpoint's checksum, then restore weights, EMA, optimizer, scheduler,
+        iteration, every hook's tensors, the random states and the position in the data order.
 
-        Uses the generic base loader (the FreeMatch/ReMixMatch loaders hard-code CUDA device moves)
-        and then puts each saved hook tensor back on ``self.device``.
+        Replaces the base loader (the FreeMatch/ReMixMatch loaders hard-code CUDA device moves) and
+        puts each saved hook tensor back on ``self.device``.  A damaged file raises
+        :class:`.checkpoint_io.CheckpointError` naming it.
         """
-        if not os.path.isfile(load_path):
-            raise FileNotFoundError(f"load_path: no checkpoint at {load_path}")
-        checkpoint = AlgorithmBase.load_model(self, load_path)
+        checkpoint = load_checkpoint(load_path)
+        self.model.load_state_dict(checkpoint["model"])
+        self.ema_model.load_state_dict(checkpoint["ema_model"])
+        self.loss_scaler.load_state_dict(checkpoint["loss_scaler"])
+        self.it = checkpoint["it"]
+        self.start_epoch = self.epoch = checkpoint["epoch"]
+        self.best_it = checkpoint["best_it"]
+        self.best_eval_acc = checkpoint["best_eval_acc"]
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scheduler is not None and "scheduler" in checkpoint:
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.wall_offset = float(checkpoint.get("wall_seconds", 0.0))
+        self.segment_start = time.time()
+        self._resume_point = None
+        pos = checkpoint.get("data_position")
+        if pos is not None and "rng" in checkpoint:
+            epoch, batches = int(pos["epoch"]), int(pos["batches"])
+            per_epoch = len(self.loader_dict["train_lb"]) if self.loader_dict else 0
+            if batches >= per_epoch:  # the epoch was finished
+                epoch, batches = epoch + 1, 0
+            self.start_epoch = self.epoch = epoch
+            self._epoch_batches = batches
+            self._resume_point = {"epoch": epoch, "batches": batches, "rng": checkpoint["rng"]}
+            saved_threads = checkpoint.get("threads")
+            if saved_threads is not None and saved_threads != torch.get_num_threads():
+                log.warning("resume: the checkpoint was written with %d thread(s), this process uses %d; the "
+                            "continued run will not be bit-identical to an uninterrupted one", saved_threads,
+                            torch.get_num_threads())
+            if getattr(self.args, "num_workers", 0):
+                log.warning("resume: num_workers=%d; the workers' augmentation random states are not saved, so the "
+                            "continued run will not be bit-identical to an uninterrupted one (use num_workers: 0)",
+                            self.args.num_workers)
         for name, state in checkpoint.get("hook_state", {}).items():
             hook = self.hooks_dict.get(name)
             if hook is None:

@@ -52,6 +52,7 @@ from hdl.knn import resolve_backend
 from hdl.refresh import refresh as refresh_labels
 
 from .device import DeviceMixin
+from .faults import fault_point
 from .diagnostics import HDLState, RefreshEvent
 from .seam import TargetSeam, Targets
 from .semantic_loss import SemanticLossMixin
@@ -286,6 +287,7 @@ class HDLMixin:
         r = refresh_labels(self.bank.features()[ids], labels, self.num_classes, k_max=self.hdl.k_max,
                            backend=self._backend, normalize=False, index=self.hdl.labeling["index"], **opts)
         res = r.result
+        fault_point("refresh")
         pool_ids = self.pool.assign(ids, res.labels, res.agreement, res.level, lb_in)
         self._pool_nonempty = self.pool.nonempty
         new = r.new
@@ -301,11 +303,41 @@ class HDLMixin:
         self.refresh_log.append({"it": self.it + 1, **stats})
         if self.tb_log is not None:  # once, at the completed-iteration count (not through log_dict too)
             self.tb_log.update(stats, self.it + 1)
-        path = os.path.join(self.save_dir, self.save_name, "hdl_refresh.jsonl")
+        path = self.refresh_records_path
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "a") as f:
             f.write(json.dumps({"it": self.it + 1, **stats}) + "\n")
         return stats
+
+    @property
+    def refresh_records_path(self) -> str:
+        return os.path.join(self.save_dir, self.save_name, "hdl_refresh.jsonl")
+
+    def truncate_run_records(self, it: int) -> int:
+        """Resume: keep the refresh records (``hdl_refresh.jsonl``, ``refresh_log``) of iterations
+        <= ``it`` (the restored iteration; later ones will be redone); returns how many were dropped."""
+        super().truncate_run_records(it)
+        path = self.refresh_records_path
+        if not os.path.isfile(path):
+            self.refresh_log = []
+            return 0
+        with open(path) as f:
+            lines = [line for line in f.read().splitlines() if line.strip()]
+        kept = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:  # a record cut by a kill
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("it"), int) and rec["it"] <= it:
+                kept.append(rec)
+        if len(kept) != len(lines):
+            tmp = os.path.join(os.path.dirname(path), ".hdl_refresh.jsonl.tmp")
+            with open(tmp, "w") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in kept))
+            os.replace(tmp, path)
+        self.refresh_log = kept
+        return len(lines) - len(kept)
 
     @torch.no_grad()
     def _embed_with_ema(self):

@@ -39,18 +39,42 @@ class Splits:
             setattr(self, key, arr.astype(np.int64))
 
     def save(self, path) -> None:
-        """Write the three arrays to an ``.npz`` file (``np.savez`` adds ``.npz`` if missing)."""
-        np.savez(path, **{k: getattr(self, k) for k in self._KEYS})
+        """Write the three arrays to the ``.npz`` file ``path`` atomically (a temp file renamed
+        into place: a crash never leaves half a file)."""
+        import tempfile
+
+        path = os.fspath(path)
+        d = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **{k: getattr(self, k) for k in self._KEYS})
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
 
     @classmethod
     def load(cls, path) -> "Splits":
         """Read a file written by :meth:`save`; ValueError if a key is missing."""
         path = os.fspath(path)
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in cls._KEYS if k not in npz.files]
-            if missing:
-                raise ValueError(f"{path} is not a Splits file: missing keys {missing}, has {npz.files}")
-            return cls(**{k: npz[k] for k in cls._KEYS})
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                missing = [k for k in cls._KEYS if k not in npz.files]
+                if missing:
+                    raise ValueError(f"{path} is not a Splits file: missing keys {missing}, has {npz.files}")
+                arrays = {k: npz[k] for k in cls._KEYS}
+        except ValueError as err:
+            if str(err).startswith(path):
+                raise
+            raise ValueError(f"splits file {path} is damaged or not an .npz: {err}") from None
+        except Exception as err:  # zipfile / OS errors of a truncated or overwritten file
+            raise ValueError(f"splits file {path} is damaged or not an .npz: {type(err).__name__}: {err}") from None
+        try:
+            return cls(**arrays)
+        except ValueError as err:
+            raise ValueError(f"splits file {path}: {err}") from None
 
 
 def make_imbalance_counts(max_num: int, num_classes: int, ratio: float) -> list:

@@ -87,8 +87,8 @@ def load_image_folder(root, image_size=None, channels=None) -> ImageData:
             for im, f in zip(images[split], files[split]):
                 if im.size != first:
                     raise ValueError(f"imagefolder: {f} is {im.size[1]}x{im.size[0]} (HxW) but "
-                                     f"{files['train'][0]} is {first[1]}x{first[0]}; pass image_size "
-                                     f"to resize every image")
+                                     f"{files['train'][0]} is {first[1]}x{first[0]}; set img_size in the "
+                                     f"hdl-train config (image_size for load_image_folder) to resize every image")
         size = (first[1], first[0])
     arrays = {}
     for split in ("train", "test"):
