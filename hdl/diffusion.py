@@ -23,6 +23,7 @@ Graph sentinels: ``graph_idx == -1`` marks a missing neighbour (ignored).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Tuple
 
 import torch
@@ -32,7 +33,7 @@ from hdl.labeling import LabelResult, _check_inputs
 
 def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: int = 50,
                         gamma: float = 3.0) -> torch.Tensor:
-    """Sparse COO float32 (N, N) ``D^-1/2 (W + W^T) D^-1/2`` of the top-``k`` graph edges."""
+    """Sparse CSR float32 (N, N) ``D^-1/2 (W + W^T) D^-1/2`` of the top-``k`` graph edges."""
     n, width = graph_idx.shape
     k = min(k, width)
     idx = graph_idx[:, :k]
@@ -51,7 +52,10 @@ def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: in
     dinv = deg.rsqrt()
     i2 = w_sym.indices()
     vals = w_sym.values() * dinv[i2[0]] * dinv[i2[1]]
-    return torch.sparse_coo_tensor(i2, vals, (n, n), check_invariants=False).coalesce()
+    out = torch.sparse_coo_tensor(i2, vals, (n, n), check_invariants=False, is_coalesced=True)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"; CSR multiplies 2x faster
+        warnings.simplefilter("ignore", UserWarning)
+        return out.to_sparse_csr()
 
 
 def conjugate_gradient(matvec, b: torch.Tensor, iters: int = 20, tol: float = 1e-6) -> torch.Tensor:

@@ -107,9 +107,16 @@ def _is_real(v) -> bool:
 
 WEIGHTINGS = ("uniform", "cosine", "cosine^gamma")
 FALLBACKS = ("none", "expand", "prototype")
-ADAPTIVE_RULES = ("agreement", "loo")
+ADAPTIVE_RULES = ("agreement", "loo", "heldout")
 HIERARCHY_VOTES = ("none", "smooth", "coarse_to_fine")
-CLASS_PRIORS = ("auto", "uniform", "vote")
+CLASS_PRIORS = ("auto", "uniform", "vote", "em")
+# adaptive_rule="heldout": the candidate widths (those above the graph width are dropped, the
+# graph width itself is always a candidate) and the seed of the held-out draw
+HELDOUT_KS = (5, 10, 20, 30, 50)
+HELDOUT_SEED = 0
+# class_prior="em": EM iterations at most, and the stop when no class share moves more than this
+EM_ITERS = 200
+EM_TOL = 1e-6
 # class_prior="vote": given-label neighbours per unlabeled sample in the class-size estimate
 PRIOR_VOTE_K = 10
 # class_prior="vote": share of the uniform weight mixed into the estimate (guards the tail classes
@@ -137,6 +144,8 @@ OPTION_TABLE = {
     "hierarchy_vote": (lambda v: v in HIERARCHY_VOTES, f"one of {HIERARCHY_VOTES}"),
     "class_similarity": (lambda v: v is None or isinstance(v, torch.Tensor), "None or a (C, C) float tensor"),
     "class_groups": (lambda v: v is None or isinstance(v, torch.Tensor), "None or a (C,) / (L, C) int64 tensor"),
+    "diffusion_weight": (lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]"),
+    "diffusion_alpha": (lambda v: _is_real(v) and 0 <= v < 1, "a float in [0, 1)"),
 }
 
 
@@ -196,13 +205,15 @@ def _weights(sims: torch.Tensor, valid: torch.Tensor, weighting: str, gamma: flo
 
 
 def _vote(nl: torch.Tensor, w: torch.Tensor, num_classes: int, similarity: Optional[torch.Tensor] = None,
-          groups: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+          groups: Optional[torch.Tensor] = None,
+          blend: Optional[Tuple[float, torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Weighted vote of neighbour labels ``nl`` (U, k) (-1 = not labeled) with weights ``w``.
 
     Every row must have at least one labeled neighbour.  Returns (winner int64 (U,), agreement
     float32 (U,) = the winner's share of the votes).  Ties go to the tied class of the first
     (most similar) labeled neighbour.  ``similarity`` (C, C) or ``groups`` (L, C) select the
-    hierarchy-aware votes of the module docstring (at most one of them).
+    hierarchy-aware votes of the module docstring (at most one of them).  ``blend`` = (beta,
+    p (U, C)) scores each class voted for by ``(1 - beta) * vote share + beta * p``.
     """
     has = nl >= 0
     cls = nl.clamp(min=0)
@@ -216,7 +227,10 @@ def _vote(nl: torch.Tensor, w: torch.Tensor, num_classes: int, similarity: Optio
         votes = torch.where(flat.unsqueeze(1), counts, votes)
         total = votes.sum(dim=1)
     cand = votes > 0
-    if similarity is not None:
+    if blend is not None:
+        beta, p = blend
+        winner = _pick(nl, has, (1 - beta) * votes / total.unsqueeze(1) + beta * p, cand)
+    elif similarity is not None:
         winner = _pick(nl, has, votes @ similarity.to(votes).t(), cand)
     elif groups is not None:
         for g in groups.to(nl.device):  # coarse to fine: keep the candidates of the best group
@@ -286,6 +300,8 @@ def choose_k(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Te
       neighbours, over the labeled samples having at least one; choose the k with the highest
       score (the larger k on ties).
 
+    ``rule="heldout"`` needs the other labeling options and is :func:`choose_k_heldout`.
+
     A k is judged only when it has at least ``min_pairs`` pairs (``"agreement"``) or voters
     (``"loo"``); when no k in [k_min, K] is judged, k = K, the graph width.  That is the usual
     case with a few labels per class among thousands of samples (their top-K neighbours hold
@@ -334,6 +350,76 @@ def choose_k(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Te
     return int(ks[judged & (cand >= best)].max()), scores
 
 
+def _diffusion(graph_sims, graph_idx, labels, num_classes, alpha) -> torch.Tensor:
+    from hdl.diffusion import diffusion_scores  # noqa: PLC0415  (hdl.diffusion imports this module)
+
+    return diffusion_scores(graph_sims, graph_idx, labels, num_classes, k=graph_idx.shape[1], alpha=alpha)
+
+
+def heldout_split(labels: torch.Tensor, seed: int = HELDOUT_SEED) -> torch.Tensor:
+    """Bool (N,) mask of the given labels held out by :func:`choose_k_heldout`: ``floor(n_c / 2)``
+    of the ``n_c`` labels of every class, drawn by a seeded permutation (a class with one label
+    keeps it)."""
+    held = torch.zeros_like(labels, dtype=torch.bool)
+    gen = torch.Generator().manual_seed(seed)
+    for c in torch.unique(labels[labels >= 0]).tolist():
+        members = (labels == c).nonzero().squeeze(1)
+        perm = torch.randperm(members.numel(), generator=gen).to(members.device)
+        held[members[perm[: members.numel() // 2]]] = True
+    return held
+
+
+def balanced_accuracy_se(pred: torch.Tensor, truth: torch.Tensor) -> Tuple[float, float]:
+    """(class-balanced accuracy, its standard error) of ``pred`` against ``truth`` (both (M,)):
+    the mean over the classes of ``truth`` of their recalls p_c, and
+    ``sqrt(sum_c p_c (1 - p_c) / n_c) / C`` (independent binomial recalls)."""
+    classes = torch.unique(truth)
+    rec = torch.stack([(pred[truth == c] == c).float().mean() for c in classes])
+    n = torch.stack([(truth == c).sum() for c in classes]).float()
+    return float(rec.mean()), float((rec * (1 - rec) / n).sum().sqrt() / classes.numel())
+
+
+def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor,
+                     num_classes: int, min_pairs: int = 20, ks: Tuple[int, ...] = HELDOUT_KS,
+                     **options) -> Tuple[int, torch.Tensor]:
+    """Adaptive k chosen transductively on held-out given labels (ours; the one-SE rule of
+    cross-validation).
+
+    Hold out :func:`heldout_split` of the given labels, label the graph from the rest with
+    :func:`hdl_label` (``options``, each candidate k of ``ks`` below the graph width K, and K), and
+    score the class-balanced accuracy on the held-out samples (those left unlabeled count as
+    wrong).  Choose the widest k whose score is within one standard error
+    (:func:`balanced_accuracy_se`) of the best score: a wide vote is the safer guess when the
+    held-out labels cannot tell the widths apart.  With fewer than ``min_pairs`` held-out labels
+    (e.g. one label per class) nothing is judged and k = K.
+
+    Returns (k, scores float32 (K,): the held-out class-balanced accuracy at the candidates, NaN
+    elsewhere).
+    """
+    width = graph_idx.shape[1]
+    scores = torch.full((width,), float("nan"), dtype=torch.float32, device=graph_idx.device)
+    held = heldout_split(labels)
+    if int(held.sum()) < max(1, min_pairs):
+        return width, scores
+    kept = torch.where(held, torch.full_like(labels, -1), labels)
+    if options.get("diffusion_weight", DEFAULT_OPTIONS["diffusion_weight"]) > 0:
+        options["diffusion"] = _diffusion(graph_sims, graph_idx, kept, num_classes,
+                                          options.get("diffusion_alpha", DEFAULT_OPTIONS["diffusion_alpha"]))
+    se = {}
+    for k in sorted({k for k in ks if k < width} | {width}):
+        res = hdl_label(graph_sims, graph_idx, kept, num_classes, k=k, **options)
+        scores[k - 1], se[k] = balanced_accuracy_se(res.labels[held], labels[held])
+    return one_se_choice({k: (float(scores[k - 1]), v) for k, v in se.items()}), scores
+
+
+def one_se_choice(scored: Dict[int, Tuple[float, float]]) -> int:
+    """The widest k whose score is at least (best score - the best k's standard error);
+    ``scored`` maps k -> (score, standard error); ties of the best score go to the wider k."""
+    best = max(scored, key=lambda k: (scored[k][0], k))
+    bar = scored[best][0] - scored[best][1]
+    return max(k for k, (score, _) in scored.items() if score >= bar - 1e-9)
+
+
 def _prototype_labels(feats: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor,
                       num_classes: int) -> torch.Tensor:
     """Class of the nearest (cosine) labeled-class mean for every index in ``targets``."""
@@ -356,7 +442,8 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
               adaptive_rule: str = "agreement", delta: float = 0.2, k_min: int = 3,
               min_pairs: int = 20, hierarchy_vote: str = "none",
               class_similarity: Optional[torch.Tensor] = None,
-              class_groups: Optional[torch.Tensor] = None) -> LabelResult:
+              class_groups: Optional[torch.Tensor] = None, diffusion_weight: float = 0.0,
+              diffusion_alpha: float = 0.9, diffusion: Optional[torch.Tensor] = None) -> LabelResult:
     """Label the unlabeled samples of a kNN graph by hierarchical dynamic labeling.
 
     Args:
@@ -381,19 +468,26 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
                             fallback=fallback,
                             adaptive_rule=adaptive_rule, delta=delta, k_min=k_min,
                             min_pairs=min_pairs, hierarchy_vote=hierarchy_vote,
-                            class_similarity=class_similarity, class_groups=class_groups)
+                            class_similarity=class_similarity, class_groups=class_groups,
+                            diffusion_weight=diffusion_weight, diffusion_alpha=diffusion_alpha)
     _check_inputs(graph_sims, graph_idx, labels, num_classes)
     hv = hierarchy_vote_inputs(hierarchy_vote, num_classes, class_similarity, class_groups)
     n, width = graph_idx.shape
     if _is_int(k) and k > width:
         raise ValueError(f"k={k} exceeds the graph width K={width}; build the graph with k >= {k}")
     feats_ok = isinstance(feats, torch.Tensor) and feats.dim() == 2 and feats.shape[0] == n
-    for needs, why in ((fallback == "prototype", "fallback='prototype'"), (class_prior == "vote", "class_prior='vote'")):
+    for needs, why in ((fallback == "prototype", "fallback='prototype'"),
+                       (class_prior in ("vote", "em"), f"class_prior={class_prior!r}")):
         if needs and not feats_ok:
             raise ValueError(f"{why} needs feats of shape ({n}, D), got "
                              f"{getattr(feats, 'shape', None) if feats is not None else None}")
     k_scores = None
-    if k == "adaptive":
+    if k == "adaptive" and adaptive_rule == "heldout":
+        inner = {name: value for name, value in opts.items()
+                 if name not in ("k", "adaptive_rule", "delta", "k_min", "min_pairs")}
+        k, k_scores = choose_k_heldout(graph_sims, graph_idx, labels, num_classes, min_pairs,
+                                       feats=feats, **inner)
+    elif k == "adaptive":
         k, k_scores = choose_k(graph_sims, graph_idx, labels, num_classes, adaptive_rule, delta,
                                k_min, min_pairs, weighting, gamma)
 
@@ -408,6 +502,15 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
     class_w = None
     if class_quota is not None:
         class_w = class_weights(labels, num_classes, class_prior, feats if feats_ok else None)
+    if diffusion_weight > 0:
+        if hierarchy_vote != "none":
+            raise ValueError("diffusion_weight > 0 cannot be combined with hierarchy_vote "
+                             f"{hierarchy_vote!r}; use one of them")
+        z = diffusion if diffusion is not None else _diffusion(graph_sims, graph_idx, labels, num_classes,
+                                                                diffusion_alpha)
+        if z.shape != (n, num_classes):
+            raise ValueError(f"diffusion must have shape ({n}, {num_classes}), got {tuple(z.shape)}")
+        post = z.to(dev).float() / z.to(dev).float().sum(dim=1, keepdim=True).clamp(min=1e-30)
     valid_all = graph_idx >= 0
     idx_all = graph_idx.clamp(min=0)
     w_all = _weights(graph_sims, valid_all, weighting, gamma)
@@ -421,7 +524,8 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             ci = (m >= min_votes).nonzero().squeeze(1)
             if ci.numel() == 0:
                 break
-            winner, agr = _vote(nl[ci], w_k[unl[ci]], num_classes, **hv)
+            blend = (diffusion_weight, post[unl[ci]]) if diffusion_weight > 0 else None
+            winner, agr = _vote(nl[ci], w_k[unl[ci]], num_classes, blend=blend, **hv)
             keep = agr >= min_agreement
             ci, winner, agr, mc = ci[keep], winner[keep], agr[keep], m[ci][keep]
             if ci.numel() == 0:
@@ -466,12 +570,49 @@ def class_weights(labels: torch.Tensor, num_classes: int, class_prior: str = "au
         if feats is None or float(given.max()) > BALANCED_LABELS_RATIO * float(given.min()):
             return None
     if feats is None:
-        raise ValueError("class_prior='vote' needs feats")
+        raise ValueError(f"class_prior={class_prior!r} needs feats")
+    if class_prior == "em":
+        prior = estimate_prior_em(feats.to(labels.device), labels, num_classes)
+        ratio = prior / (counts / counts.sum())
+        ratio = torch.where(counts > 0, ratio, torch.zeros_like(ratio))
+        return (1.0 - PRIOR_UNIFORM_MIX) * ratio + PRIOR_UNIFORM_MIX
     voted = knn_vote(feats.to(labels.device), labels, num_classes, k=PRIOR_VOTE_K, weighting="cosine",
                      backend="torch").labels[~lab]
     est = torch.bincount(voted, minlength=num_classes).float() + 1.0
     ratio = (est / est.sum()) / (counts.clamp(min=1.0) / counts.sum())
     return (1.0 - PRIOR_UNIFORM_MIX) * ratio + PRIOR_UNIFORM_MIX
+
+
+@torch.no_grad()
+def estimate_prior_em(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, k: int = PRIOR_VOTE_K,
+                      iters: int = EM_ITERS, tol: float = EM_TOL) -> torch.Tensor:
+    """Class shares float32 (C,) of the unlabeled samples, estimated by EM (ours, after Saerens et
+    al. 2002, as SimPro and ACR estimate an unlabeled prior).
+
+    Likelihood of class c at an unlabeled sample x: its kNN density estimate ``k_c(x) / n_c``,
+    ``k_c`` the class-c samples among the ``k`` nearest given labels (cosine) and ``n_c`` the given
+    labels of class c (so a label of a rare class weighs more: class-normalised seed mass).  EM:
+    start from uniform shares; posterior ``r(c | x) ~ pi_c k_c(x) / n_c``; ``pi_c`` = mean posterior;
+    stop after ``iters`` steps or when no share moves more than ``tol``.  A class without given
+    labels gets share 0.
+    """
+    lab = labels >= 0
+    n_c = torch.bincount(labels[lab], minlength=num_classes).float()
+    f = F.normalize(feats.detach().float(), dim=1)
+    sims, idx = knn_search(f[~lab], f[lab], k, backend="torch")
+    nl = labels[lab][idx.clamp(min=0)]
+    lik = torch.zeros(nl.shape[0], num_classes, dtype=torch.float32, device=labels.device)
+    lik.scatter_add_(1, nl, torch.where(idx >= 0, 1.0 / n_c[nl].clamp(min=1), torch.zeros_like(sims)))
+    pi = (n_c > 0).float() / (n_c > 0).sum()
+    for _ in range(iters):
+        post = lik * pi
+        post = post / post.sum(dim=1, keepdim=True).clamp(min=1e-30)
+        new = post.mean(dim=0)
+        done = float((new - pi).abs().max()) <= tol
+        pi = new
+        if done:
+            break
+    return pi
 
 
 def _quota_mask(winner: torch.Tensor, m: torch.Tensor, agr: torch.Tensor, quota: float,
