@@ -5,11 +5,27 @@ Pure functions over tensors (no model, no hooks); every tensor stays on the grap
 Procedure of :func:`hdl_label` (each rule marked *ours* is a configurable design choice, not
 taken from the HDL paper):
 
-1. ``k``: a fixed int, or ``"adaptive"`` (see :func:`choose_k`).
+1. ``k``: a fixed int, or ``"adaptive"``, chosen by ``adaptive_rule``:
+
+   * ``"agreement"`` / ``"loo"`` (*ours*, after the paper's "(k, delta_k) label clusterability"):
+     :func:`choose_k` from the labeled samples' labeled neighbours.
+   * ``"heldout"`` (*ours*): :func:`choose_k_heldout`, transductively: hold out half of each
+     class's given labels, label the graph from the rest at each candidate k, and take the widest
+     k whose class-balanced accuracy on the held-out labels is within one standard error of the
+     best.
+   * ``k_cap="smallest_class"`` (*ours*) caps the adaptive k at :func:`smallest_class_size` (a
+     vote wider than the smallest class cannot elect it).
 2. Round r = 1, 2, ...: for every unlabeled sample u, ``m(u)`` = number of labeled samples among
    its top-k graph neighbours (its *level*).  Candidates have ``m(u) >= min_votes``.
-3. Each candidate's label is the weighted vote of its labeled neighbours; ``agreement`` = winning
-   weight / total weight, in [0, 1].  Candidates with ``agreement < min_agreement`` wait.
+3. Each candidate's label is the weighted vote of its labeled neighbours (the paper's rule);
+   ``agreement`` = winning weight / total weight, in [0, 1].  Candidates with
+   ``agreement < min_agreement`` wait.  *Ours*, ``diffusion_weight = beta > 0``: the class scores
+   are ``(1 - beta) * vote share + beta * p(c | u)`` over the classes the neighbours voted for,
+   ``p`` the row-normalised diffusion scores of the given labels (:mod:`hdl.diffusion`: Iscen et
+   al. 2019's s^3 graph over all K columns, class-normalised seeds, conjugate gradient, with
+   ``alpha = diffusion_alpha``), computed once per call; ``diffusion_prior="class_prior"``
+   multiplies ``p`` by :func:`unlabeled_prior` first.  ``agreement`` stays the winner's share of
+   the plain votes.
 4. *Ours*: the round labels the candidates whose level is at least the ``level_quantile``
    quantile of the candidates' levels (1.0: only the highest level; 0.0: every candidate).
 5. *Ours*: with ``class_quota = q``, each class c among the ``n`` samples selected by step 4 may
@@ -22,6 +38,9 @@ taken from the HDL paper):
      the unlabeled samples, ``g_c`` its share of the given labels, ``m = PRIOR_UNIFORM_MIX``; the
      estimate counts the winners of a cosine vote of every unlabeled sample among its
      ``PRIOR_VOTE_K`` nearest given-label samples (plus one per class); needs ``feats``.
+   * ``"em"``: ``w_c = (1 - m) * pi_c / g_c + m`` with ``pi`` the EM estimate of
+     :func:`estimate_prior_em` (Saerens et al. 2002, kNN class likelihoods with class-normalised
+     label mass).
    * ``"auto"`` (default): ``"vote"`` when ``feats`` are given and the given labels are
      balanced (largest class count at most ``BALANCED_LABELS_RATIO`` times the smallest),
      else ``"uniform"``.  Imbalanced given labels are taken as drawn in proportion to the class
@@ -110,6 +129,8 @@ FALLBACKS = ("none", "expand", "prototype")
 ADAPTIVE_RULES = ("agreement", "loo", "heldout")
 HIERARCHY_VOTES = ("none", "smooth", "coarse_to_fine")
 CLASS_PRIORS = ("auto", "uniform", "vote", "em")
+DIFFUSION_PRIORS = ("none", "class_prior")
+K_CAPS = ("none", "smallest_class")
 # adaptive_rule="heldout": the candidate widths (those above the graph width are dropped, the
 # graph width itself is always a candidate) and the seed of the held-out draw
 HELDOUT_KS = (5, 10, 20, 30, 50)
@@ -146,6 +167,8 @@ OPTION_TABLE = {
     "class_groups": (lambda v: v is None or isinstance(v, torch.Tensor), "None or a (C,) / (L, C) int64 tensor"),
     "diffusion_weight": (lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]"),
     "diffusion_alpha": (lambda v: _is_real(v) and 0 <= v < 1, "a float in [0, 1)"),
+    "diffusion_prior": (lambda v: v in DIFFUSION_PRIORS, f"one of {DIFFUSION_PRIORS}"),
+    "k_cap": (lambda v: v in K_CAPS, f"one of {K_CAPS}"),
 }
 
 
@@ -213,7 +236,8 @@ def _vote(nl: torch.Tensor, w: torch.Tensor, num_classes: int, similarity: Optio
     float32 (U,) = the winner's share of the votes).  Ties go to the tied class of the first
     (most similar) labeled neighbour.  ``similarity`` (C, C) or ``groups`` (L, C) select the
     hierarchy-aware votes of the module docstring (at most one of them).  ``blend`` = (beta,
-    p (U, C)) scores each class voted for by ``(1 - beta) * vote share + beta * p``.
+    p (U, C)) scores each class voted for by ``(1 - beta) * vote share + beta * p`` (before the
+    hierarchy-aware step, if any).
     """
     has = nl >= 0
     cls = nl.clamp(min=0)
@@ -227,19 +251,20 @@ def _vote(nl: torch.Tensor, w: torch.Tensor, num_classes: int, similarity: Optio
         votes = torch.where(flat.unsqueeze(1), counts, votes)
         total = votes.sum(dim=1)
     cand = votes > 0
+    scores = votes
     if blend is not None:
         beta, p = blend
-        winner = _pick(nl, has, (1 - beta) * votes / total.unsqueeze(1) + beta * p, cand)
-    elif similarity is not None:
-        winner = _pick(nl, has, votes @ similarity.to(votes).t(), cand)
+        scores = (1 - beta) * votes / total.unsqueeze(1) + beta * p.to(votes)
+    if similarity is not None:
+        winner = _pick(nl, has, scores @ similarity.to(votes).t(), cand)
     elif groups is not None:
         for g in groups.to(nl.device):  # coarse to fine: keep the candidates of the best group
-            gv = torch.zeros_like(votes).scatter_add_(1, g.expand_as(votes), torch.where(cand, votes, 0.0))
+            gv = torch.zeros_like(votes).scatter_add_(1, g.expand_as(votes), torch.where(cand, scores, 0.0))
             gwin = _pick(g[cls], has & cand.gather(1, cls), gv, gv > 0)
             cand = cand & (g.unsqueeze(0) == gwin.unsqueeze(1))
-        winner = _pick(nl, has, votes, cand)
+        winner = _pick(nl, has, scores, cand)
     else:
-        winner = _pick(nl, has, votes, cand)
+        winner = _pick(nl, has, scores, cand)
     share = votes.gather(1, winner.unsqueeze(1)).squeeze(1) / total
     return winner, share.float().clamp(0, 1)
 
@@ -356,6 +381,17 @@ def _diffusion(graph_sims, graph_idx, labels, num_classes, alpha) -> torch.Tenso
     return diffusion_scores(graph_sims, graph_idx, labels, num_classes, k=graph_idx.shape[1], alpha=alpha)
 
 
+def smallest_class_size(labels: torch.Tensor) -> Optional[int]:
+    """Estimated size of the smallest labeled class, ``floor(N * min_c n_c / L)`` for ``n_c`` given
+    labels of class c out of ``L`` (labels taken as drawn in proportion to the class sizes; with
+    balanced labels this is N / C); None without labels."""
+    lab = labels >= 0
+    if not lab.any():
+        return None
+    counts = torch.bincount(labels[lab])
+    return int(labels.numel() * int(counts[counts > 0].min()) // int(lab.sum()))
+
+
 def heldout_split(labels: torch.Tensor, seed: int = HELDOUT_SEED) -> torch.Tensor:
     """Bool (N,) mask of the given labels held out by :func:`choose_k_heldout`: ``floor(n_c / 2)``
     of the ``n_c`` labels of every class, drawn by a seeded permutation (a class with one label
@@ -381,32 +417,33 @@ def balanced_accuracy_se(pred: torch.Tensor, truth: torch.Tensor) -> Tuple[float
 
 def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor,
                      num_classes: int, min_pairs: int = 20, ks: Tuple[int, ...] = HELDOUT_KS,
-                     **options) -> Tuple[int, torch.Tensor]:
+                     max_k: Optional[int] = None, **options) -> Tuple[int, torch.Tensor]:
     """Adaptive k chosen transductively on held-out given labels (ours; the one-SE rule of
     cross-validation).
 
     Hold out :func:`heldout_split` of the given labels, label the graph from the rest with
-    :func:`hdl_label` (``options``, each candidate k of ``ks`` below the graph width K, and K), and
+    :func:`hdl_label` (``options``, each candidate k of ``ks`` below ``max_k``, and ``max_k``;
+    ``max_k`` defaults to the graph width K), and
     score the class-balanced accuracy on the held-out samples (those left unlabeled count as
     wrong).  Choose the widest k whose score is within one standard error
     (:func:`balanced_accuracy_se`) of the best score: a wide vote is the safer guess when the
     held-out labels cannot tell the widths apart.  With fewer than ``min_pairs`` held-out labels
-    (e.g. one label per class) nothing is judged and k = K.
+    (e.g. one label per class) nothing is judged and k = ``max_k``.
 
     Returns (k, scores float32 (K,): the held-out class-balanced accuracy at the candidates, NaN
     elsewhere).
     """
-    width = graph_idx.shape[1]
-    scores = torch.full((width,), float("nan"), dtype=torch.float32, device=graph_idx.device)
+    top = graph_idx.shape[1] if max_k is None else min(max_k, graph_idx.shape[1])
+    scores = torch.full((graph_idx.shape[1],), float("nan"), dtype=torch.float32, device=graph_idx.device)
     held = heldout_split(labels)
     if int(held.sum()) < max(1, min_pairs):
-        return width, scores
+        return top, scores
     kept = torch.where(held, torch.full_like(labels, -1), labels)
     if options.get("diffusion_weight", DEFAULT_OPTIONS["diffusion_weight"]) > 0:
         options["diffusion"] = _diffusion(graph_sims, graph_idx, kept, num_classes,
                                           options.get("diffusion_alpha", DEFAULT_OPTIONS["diffusion_alpha"]))
     se = {}
-    for k in sorted({k for k in ks if k < width} | {width}):
+    for k in sorted({k for k in ks if k < top} | {top}):
         res = hdl_label(graph_sims, graph_idx, kept, num_classes, k=k, **options)
         scores[k - 1], se[k] = balanced_accuracy_se(res.labels[held], labels[held])
     return one_se_choice({k: (float(scores[k - 1]), v) for k, v in se.items()}), scores
@@ -439,11 +476,12 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
               weighting: str = "cosine", gamma: float = 3.0, level_quantile: float = 0.5,
               min_votes: int = 1, min_agreement: float = 0.0, class_quota: Optional[float] = 0.75,
               class_prior: str = "auto", max_rounds: Optional[int] = None, fallback: str = "none",
-              adaptive_rule: str = "agreement", delta: float = 0.2, k_min: int = 3,
+              adaptive_rule: str = "heldout", delta: float = 0.2, k_min: int = 3,
               min_pairs: int = 20, hierarchy_vote: str = "none",
               class_similarity: Optional[torch.Tensor] = None,
-              class_groups: Optional[torch.Tensor] = None, diffusion_weight: float = 0.0,
-              diffusion_alpha: float = 0.9, diffusion: Optional[torch.Tensor] = None) -> LabelResult:
+              class_groups: Optional[torch.Tensor] = None, diffusion_weight: float = 0.5,
+              diffusion_alpha: float = 0.9, diffusion_prior: str = "none", k_cap: str = "smallest_class",
+              diffusion: Optional[torch.Tensor] = None) -> LabelResult:
     """Label the unlabeled samples of a kNN graph by hierarchical dynamic labeling.
 
     Args:
@@ -469,7 +507,8 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
                             adaptive_rule=adaptive_rule, delta=delta, k_min=k_min,
                             min_pairs=min_pairs, hierarchy_vote=hierarchy_vote,
                             class_similarity=class_similarity, class_groups=class_groups,
-                            diffusion_weight=diffusion_weight, diffusion_alpha=diffusion_alpha)
+                            diffusion_weight=diffusion_weight, diffusion_alpha=diffusion_alpha,
+                            diffusion_prior=diffusion_prior, k_cap=k_cap)
     _check_inputs(graph_sims, graph_idx, labels, num_classes)
     hv = hierarchy_vote_inputs(hierarchy_vote, num_classes, class_similarity, class_groups)
     n, width = graph_idx.shape
@@ -482,14 +521,17 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             raise ValueError(f"{why} needs feats of shape ({n}, D), got "
                              f"{getattr(feats, 'shape', None) if feats is not None else None}")
     k_scores = None
+    cap = smallest_class_size(labels) if k == "adaptive" and k_cap == "smallest_class" else None
+    cap = None if cap is None else max(k_min, cap)
     if k == "adaptive" and adaptive_rule == "heldout":
         inner = {name: value for name, value in opts.items()
-                 if name not in ("k", "adaptive_rule", "delta", "k_min", "min_pairs")}
+                 if name not in ("k", "adaptive_rule", "delta", "k_min", "min_pairs", "k_cap")}
         k, k_scores = choose_k_heldout(graph_sims, graph_idx, labels, num_classes, min_pairs,
-                                       feats=feats, **inner)
+                                       max_k=cap, feats=feats, **inner)
     elif k == "adaptive":
         k, k_scores = choose_k(graph_sims, graph_idx, labels, num_classes, adaptive_rule, delta,
                                k_min, min_pairs, weighting, gamma)
+        k = k if cap is None else min(k, cap)
 
     dev = graph_idx.device
     cur = labels.clone()
@@ -503,14 +545,14 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
     if class_quota is not None:
         class_w = class_weights(labels, num_classes, class_prior, feats if feats_ok else None)
     if diffusion_weight > 0:
-        if hierarchy_vote != "none":
-            raise ValueError("diffusion_weight > 0 cannot be combined with hierarchy_vote "
-                             f"{hierarchy_vote!r}; use one of them")
         z = diffusion if diffusion is not None else _diffusion(graph_sims, graph_idx, labels, num_classes,
                                                                 diffusion_alpha)
         if z.shape != (n, num_classes):
             raise ValueError(f"diffusion must have shape ({n}, {num_classes}), got {tuple(z.shape)}")
-        post = z.to(dev).float() / z.to(dev).float().sum(dim=1, keepdim=True).clamp(min=1e-30)
+        post = z.to(dev).float()
+        if diffusion_prior == "class_prior":
+            post = post * unlabeled_prior(labels, num_classes, class_prior, feats if feats_ok else None).to(dev)
+        post = post / post.sum(dim=1, keepdim=True).clamp(min=1e-30)
     valid_all = graph_idx >= 0
     idx_all = graph_idx.clamp(min=0)
     w_all = _weights(graph_sims, valid_all, weighting, gamma)
@@ -555,31 +597,54 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
     return LabelResult(cur, level, agreement, int(k), rounds, k_scores)
 
 
-def class_weights(labels: torch.Tensor, num_classes: int, class_prior: str = "auto",
-                  feats: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
-    """Per-class weights of the quota (module docstring, step 5): None for uniform, else float32
-    (C,) on ``labels``' device.  ``feats`` (N, D) are needed for ``"vote"``."""
+def _resolve_prior(labels: torch.Tensor, counts: torch.Tensor, class_prior: str,
+                   feats: Optional[torch.Tensor]) -> str:
+    """The rule ``class_prior`` stands for here: ``"uniform"``, ``"vote"`` or ``"em"``."""
     if class_prior not in CLASS_PRIORS:
         raise ValueError(f"class_prior must be one of {CLASS_PRIORS}, got {class_prior!r}")
     lab = labels >= 0
-    counts = torch.bincount(labels[lab], minlength=num_classes).float()
     if class_prior == "uniform" or not lab.any() or lab.all():
-        return None
+        return "uniform"
     if class_prior == "auto":
         given = counts[counts > 0]
         if feats is None or float(given.max()) > BALANCED_LABELS_RATIO * float(given.min()):
-            return None
+            return "uniform"
+        return "vote"
     if feats is None:
         raise ValueError(f"class_prior={class_prior!r} needs feats")
-    if class_prior == "em":
-        prior = estimate_prior_em(feats.to(labels.device), labels, num_classes)
-        ratio = prior / (counts / counts.sum())
-        ratio = torch.where(counts > 0, ratio, torch.zeros_like(ratio))
-        return (1.0 - PRIOR_UNIFORM_MIX) * ratio + PRIOR_UNIFORM_MIX
+    return class_prior
+
+
+def unlabeled_prior(labels: torch.Tensor, num_classes: int, class_prior: str = "auto",
+                    feats: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Estimated class shares float32 (C,) of the unlabeled samples under ``class_prior``: the
+    given-label shares where the rule is ``"uniform"`` (labels drawn in proportion to the class
+    sizes), the vote estimate ``e`` (module docstring, step 5) for ``"vote"``, and
+    :func:`estimate_prior_em` for ``"em"``."""
+    lab = labels >= 0
+    counts = torch.bincount(labels[lab], minlength=num_classes).float()
+    rule = _resolve_prior(labels, counts, class_prior, feats)
+    if rule == "uniform":
+        return counts / counts.sum().clamp(min=1)
+    if rule == "em":
+        return estimate_prior_em(feats.to(labels.device), labels, num_classes)
     voted = knn_vote(feats.to(labels.device), labels, num_classes, k=PRIOR_VOTE_K, weighting="cosine",
                      backend="torch").labels[~lab]
     est = torch.bincount(voted, minlength=num_classes).float() + 1.0
-    ratio = (est / est.sum()) / (counts.clamp(min=1.0) / counts.sum())
+    return est / est.sum()
+
+
+def class_weights(labels: torch.Tensor, num_classes: int, class_prior: str = "auto",
+                  feats: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+    """Per-class weights of the quota (module docstring, step 5): None for uniform, else float32
+    (C,) on ``labels``' device, ``(1 - m) * prior / label share + m`` with the
+    :func:`unlabeled_prior`.  ``feats`` (N, D) are needed for ``"vote"`` and ``"em"``."""
+    lab = labels >= 0
+    counts = torch.bincount(labels[lab], minlength=num_classes).float()
+    if _resolve_prior(labels, counts, class_prior, feats) == "uniform":
+        return None
+    prior = unlabeled_prior(labels, num_classes, class_prior, feats)
+    ratio = torch.where(counts > 0, prior / (counts.clamp(min=1.0) / counts.sum()), torch.zeros_like(prior))
     return (1.0 - PRIOR_UNIFORM_MIX) * ratio + PRIOR_UNIFORM_MIX
 
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from hdl.knn import BACKENDS, knn_graph
-from hdl.labeling import CLASS_PRIORS, FALLBACKS, WEIGHTINGS, hdl_label, validate_options
+from hdl.labeling import ADAPTIVE_RULES, CLASS_PRIORS, FALLBACKS, WEIGHTINGS, hdl_label, validate_options
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -145,14 +145,20 @@ def add_labeling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weighting", choices=WEIGHTINGS, default=None)
     p.add_argument("--class-quota", type=float, default=None, help="per-class cap factor; <= 0 disables")
     p.add_argument("--class-prior", choices=CLASS_PRIORS, default=None,
-                   help="class weights of the quota: auto (default), uniform or vote")
+                   help="class weights of the quota (see hdl.labeling)")
+    p.add_argument("--adaptive-rule", choices=ADAPTIVE_RULES, default=None,
+                   help="how --k adaptive chooses k (see hdl.labeling)")
+    p.add_argument("--diffusion-weight", type=float, default=None,
+                   help="weight of the diffusion posterior in each vote, in [0, 1] (0: plain neighbour vote)")
+    p.add_argument("--diffusion-alpha", type=float, default=None, help="diffusion alpha, in [0, 1)")
     p.add_argument("--min-agreement", type=float, default=None)
     p.add_argument("--fallback", choices=FALLBACKS, default=None)
 
 
 def labeling_options(args: argparse.Namespace) -> dict:
     """The options of :func:`add_labeling_arguments` that were given, as ``hdl_label`` keywords."""
-    opts = {name: getattr(args, name) for name in ("weighting", "class_prior", "min_agreement", "fallback")
+    opts = {name: getattr(args, name) for name in ("weighting", "class_prior", "min_agreement", "fallback",
+                                                   "adaptive_rule", "diffusion_weight", "diffusion_alpha")
             if getattr(args, name) is not None}
     if args.class_quota is not None:
         opts["class_quota"] = args.class_quota if args.class_quota > 0 else None

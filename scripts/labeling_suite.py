@@ -106,29 +106,23 @@ REAL_SETS = {
 REAL_FILES = {"R3": "fmnist_fixmatch", "R4": "fmnist_fixmatch", "R5": "fmnist_lt100_fixmatch",
               "R6": "digits_lt10_hdl_freematch_abc"}
 
-# extra HDL option sets measured with --variants (the tuning behind the defaults, seeds 0-2)
+# extra HDL option sets measured with --variants (the tuning behind the defaults, seeds 0-2); each
+# spells out every option that was tuned, so a variant stays what it is when the defaults move
+TUNED = dict(k="adaptive", adaptive_rule="heldout", k_cap="smallest_class", diffusion_weight=0.5,
+             diffusion_alpha=0.9, diffusion_prior="none", class_prior="auto", class_quota=0.75)
 VARIANTS: Dict[str, dict] = {
-    "agreement k, auto prior": dict(k="adaptive", adaptive_rule="agreement", class_prior="auto"),
-    "heldout k, auto prior": dict(k="adaptive", adaptive_rule="heldout", class_prior="auto"),
-    "agreement k, em prior": dict(k="adaptive", adaptive_rule="agreement", class_prior="em"),
-    "heldout k, em prior": dict(k="adaptive", adaptive_rule="heldout", class_prior="em"),
-    "heldout k, uniform prior": dict(k="adaptive", adaptive_rule="heldout", class_prior="uniform"),
-    "heldout k, vote prior": dict(k="adaptive", adaptive_rule="heldout", class_prior="vote"),
-    "k=50, em prior": dict(k=50, class_prior="em"),
-    "k=50, no quota": dict(k=50, class_quota=None),
-    "diffusion blend 0.5": dict(diffusion_weight=0.5),
-    "diffusion blend 0.9": dict(diffusion_weight=0.9),
-    "heldout k, diffusion blend 0.5": dict(adaptive_rule="heldout", diffusion_weight=0.5),
-    "heldout k, diffusion blend 0.9": dict(adaptive_rule="heldout", diffusion_weight=0.9),
-    "heldout k, diffusion blend 1.0": dict(adaptive_rule="heldout", diffusion_weight=1.0),
-    "heldout k, diffusion blend 0.9, alpha 0.99": dict(adaptive_rule="heldout", diffusion_weight=0.9,
-                                                      diffusion_alpha=0.99),
-    "heldout k, diffusion blend 0.9, em prior": dict(adaptive_rule="heldout", diffusion_weight=0.9,
-                                                    class_prior="em"),
-    "heldout k, diffusion blend 0.9, uniform prior": dict(adaptive_rule="heldout", diffusion_weight=0.9,
-                                                         class_prior="uniform"),
-    "heldout k, diffusion blend 0.9, no quota": dict(adaptive_rule="heldout", diffusion_weight=0.9,
-                                                    class_quota=None),
+    "previous default (agreement k, plain vote)": {**TUNED, "adaptive_rule": "agreement", "k_cap": "none",
+                                                   "diffusion_weight": 0.0},
+    "held-out k, plain vote": {**TUNED, "k_cap": "none", "diffusion_weight": 0.0},
+    "agreement k (blend 0.5, cap)": {**TUNED, "adaptive_rule": "agreement"},
+    "no k cap": {**TUNED, "k_cap": "none"},
+    "blend 0.7": {**TUNED, "diffusion_weight": 0.7},
+    "blend 0.9": {**TUNED, "diffusion_weight": 0.9},
+    "diffusion alpha 0.99": {**TUNED, "diffusion_alpha": 0.99},
+    "prior-corrected diffusion": {**TUNED, "diffusion_prior": "class_prior"},
+    "class prior em": {**TUNED, "class_prior": "em"},
+    "class prior uniform": {**TUNED, "class_prior": "uniform"},
+    "no class quota": {**TUNED, "class_quota": None},
 }
 
 

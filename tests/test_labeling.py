@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from hdl.knn import knn_graph
 from hdl.labeling import (DEFAULT_OPTIONS, OPTION_TABLE, balanced_accuracy_se, choose_k, choose_k_heldout,
                           class_weights, estimate_prior_em, hdl_label, heldout_split, knn_vote, one_se_choice,
+                          smallest_class_size,
                           validate_options)
 
 NEG = float("-inf")
@@ -27,7 +28,9 @@ def L(*v):
     return torch.tensor(v, dtype=torch.int64)
 
 
-PLAIN = dict(class_quota=None, level_quantile=0.0)
+# the mechanics of levels and votes alone: no quota, every level at once, the paper's plain
+# neighbour vote (diffusion_weight 0; the default blends in a diffusion posterior)
+PLAIN = dict(class_quota=None, level_quantile=0.0, diffusion_weight=0.0)
 
 
 def test_chain_propagates_one_step_per_round():
@@ -47,7 +50,8 @@ def test_highest_level_first_and_tie_break():
     sims, idx = graph([[(2, .5), (3, .5)], [(2, .5), (3, .5)],
                        [(1, .8), (0, .8)], [(0, .6), (4, .5)], [(3, .5), (2, .4)]])
     labels = L(0, 1, -1, -1, -1)
-    res = hdl_label(sims, idx, labels, 2, k=2, level_quantile=1.0, class_quota=None)
+    # diffusion_weight 0: the plain vote's tie rule (the default's diffusion posterior breaks ties)
+    res = hdl_label(sims, idx, labels, 2, k=2, level_quantile=1.0, class_quota=None, diffusion_weight=0.0)
     # round 1: only sample 2 (level 2); a 1-1 tie goes to the first listed neighbour's class (1)
     # round 2: 3 and 4 both have one labeled neighbour (0 and 2)
     assert res.level.tolist() == [0, 0, 1, 2, 2]
@@ -188,7 +192,10 @@ def test_adaptive_k_agreement(delta, expected):
     k, scores = choose_k(sims, idx, labels, 2, "agreement", delta=delta, k_min=1, min_pairs=1)
     assert k == expected
     assert torch.allclose(scores, torch.tensor([1, 1, 1, 3 / 4, 3 / 5, 3 / 6]))
-    res = hdl_label(sims, idx, labels, 2, k="adaptive", delta=delta, k_min=1, min_pairs=1)
+    # the agreement rule and no cap named: the default rule is now "heldout", capped at the
+    # smallest class
+    res = hdl_label(sims, idx, labels, 2, k="adaptive", adaptive_rule="agreement", k_cap="none", delta=delta,
+                    k_min=1, min_pairs=1)
     assert res.chosen_k == expected and res.labels[8] == 0
     assert torch.equal(res.k_scores, scores)
 
@@ -365,7 +372,7 @@ def _two_clusters():
 def test_heldout_k_prefers_a_width_that_labels_the_held_out_samples():
     x, truth, labels = _two_clusters()
     sims, idx = knn_graph(x, 20, backend="torch")
-    opts = dict(weighting="uniform", class_quota=None, level_quantile=0.0)
+    opts = dict(weighting="uniform", class_quota=None, level_quantile=0.0, diffusion_weight=0.0)
     # held out: 2 of class 0's 4 labels, 6 of class 1's 12.  k <= 10: a held-out class-0 point has
     # its 7 class-0 companions first, 2 of them labeled, against at most 3 class-1 neighbours of
     # which about half are labeled, so every held-out point is right (score 1, SE 0); at k = 20 a
@@ -375,7 +382,8 @@ def test_heldout_k_prefers_a_width_that_labels_the_held_out_samples():
     k, scores = choose_k_heldout(sims, idx, labels, 2, min_pairs=1, ks=(3, 5, 10), **opts)
     assert scores[[2, 4, 9]].tolist() == [1, 1, 1] and scores[19] == 0.5 and k == 10
     assert torch.isnan(scores[[0, 1, 3, 5, 18]]).all()
-    res = hdl_label(sims, idx, labels, 2, k="adaptive", adaptive_rule="heldout", min_pairs=1, **opts)
+    res = hdl_label(sims, idx, labels, 2, k="adaptive", adaptive_rule="heldout", min_pairs=1, k_cap="none",
+                    **opts)
     assert res.chosen_k == 10 and torch.equal(res.k_scores[[4, 9, 19]], torch.tensor([1, 1, .5]))
     # too few held-out labels (min_pairs) or one label per class: the graph width, nothing judged
     k, scores = choose_k_heldout(sims, idx, labels, 2, min_pairs=100, **opts)
@@ -397,3 +405,22 @@ def test_em_prior_on_paper():
     assert torch.allclose(w, torch.tensor([0.75 * 0.5 / (2 / 3) + 0.25, 0.75 * 0.5 / (1 / 3) + 0.25]))
     with pytest.raises(ValueError, match="class_prior='em'"):
         hdl_label(*graph([[(1, .9)], [(0, .9)]]), L(0, -1), 2, k=1, class_prior="em")
+
+
+def test_smallest_class_size_caps_the_adaptive_k():
+    # 30 labels of class 0, 3 of class 1 among 441 samples: the smallest class is estimated at
+    # floor(441 * 3 / 33) = 40 samples; balanced labels give N / C
+    labels = torch.cat([torch.zeros(30), torch.ones(3), -torch.ones(408)]).long()
+    assert smallest_class_size(labels) == 40
+    assert smallest_class_size(L(0, 1, 0, 1, -1, -1)) == 3 and smallest_class_size(L(-1, -1)) is None
+    # one label per class: nothing is judged, so the adaptive k is the graph width (12), capped at
+    # floor(30 * 1 / 3) = 10 with k_cap, and at k_min when the estimate is smaller
+    x = F.normalize(torch.randn(30, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    sims, idx = knn_graph(x, 12, backend="torch")
+    y = torch.full((30,), -1, dtype=torch.int64)
+    y[:3] = torch.tensor([0, 1, 2])
+    for rule in ("agreement", "heldout"):
+        assert hdl_label(sims, idx, y, 3, adaptive_rule=rule, k_cap="none").chosen_k == 12
+        assert hdl_label(sims, idx, y, 3, adaptive_rule=rule, k_cap="smallest_class").chosen_k == 10
+    assert hdl_label(sims, idx, y, 3, k_cap="smallest_class", k_min=11).chosen_k == 11
+    assert hdl_label(sims, idx, y, 3, k=12, k_cap="smallest_class").chosen_k == 12  # a fixed k is kept
