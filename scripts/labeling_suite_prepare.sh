@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Feature files of the real sets R3-R6 of scripts/labeling_suite.py (EMA-model embeddings of the
-# training images of three small CPU runs; about 15 CPU-minutes in all on one thread):
+# training images of three small CPU runs; 607, 584 and 177 s on one thread of the shared 2-core machine):
 #   R3/R4  FixMatch, Fashion-MNIST, 40 labels, 1,000 iterations, seed 0 (as scripts/comparison_sets.sh)
 #   R5     FixMatch, Fashion-MNIST, USB's long-tailed split (labeled head 150, unlabeled head 3000,
 #          imbalance 100 on both, labeled kept out of the unlabeled set: the fmnist_lt_100 setting of
