@@ -30,11 +30,12 @@ K_MAX = 50
 def make_hierarchical_mixture(seed: int = 0, num_groups: int = 5, classes_per_group: int = 4,
                               dim: int = 32, n_max: int = 2000, imbalance: float = 100.0,
                               group_scale: float = 1.0, class_scale: float = 0.45,
-                              noise: float = 0.8):
+                              noise: float = 0.8, sizes: Optional[np.ndarray] = None):
     """Hierarchical Gaussian mixture: group means, class means around them, samples around those.
 
     Class c has ``round(n_max * imbalance ** (-r / (C - 1)))`` samples where r is the class's
-    rank in a seeded permutation (so every group mixes head and tail classes).
+    rank in a seeded permutation (so every group mixes head and tail classes), or ``sizes[c]``
+    when ``sizes`` (C,) is given.
     Returns (feats float32 (N, dim), labels int64 (N,), group_of_class int64 (C,)).
     """
     rng = np.random.default_rng(seed)
@@ -43,31 +44,32 @@ def make_hierarchical_mixture(seed: int = 0, num_groups: int = 5, classes_per_gr
     group_means = rng.normal(0, group_scale, (num_groups, dim))
     class_means = group_means[group_of_class] + rng.normal(0, class_scale, (num_classes, dim))
     rank = rng.permutation(num_classes)
-    sizes = np.round(n_max * imbalance ** (-rank / (num_classes - 1))).astype(int)
+    if sizes is None:
+        sizes = np.round(n_max * imbalance ** (-rank / (num_classes - 1))).astype(int)
     labels = np.repeat(np.arange(num_classes), sizes)
     feats = class_means[labels] + rng.normal(0, noise, (labels.size, dim))
     return feats.astype(np.float32), labels.astype(np.int64), group_of_class
 
 
-def sample_labeled(labels: np.ndarray, frac: float, seed: int) -> np.ndarray:
-    """Copy of ``labels`` keeping ``max(1, round(frac * n_c))`` random labels per class, else -1."""
+def sample_counts(labels: np.ndarray, count, seed: int) -> np.ndarray:
+    """Copy of ``labels`` keeping ``count(n_c, c)`` random labels of each class c (of n_c
+    samples), else -1; classes in increasing order, one seeded generator."""
     rng = np.random.default_rng(seed + 1000)
     out = np.full_like(labels, -1)
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        keep = rng.choice(members, max(1, int(round(frac * members.size))), replace=False)
-        out[keep] = c
+        out[rng.choice(members, min(int(count(members.size, c)), members.size), replace=False)] = c
     return out
+
+
+def sample_labeled(labels: np.ndarray, frac: float, seed: int) -> np.ndarray:
+    """Copy of ``labels`` keeping ``max(1, round(frac * n_c))`` random labels per class, else -1."""
+    return sample_counts(labels, lambda n, c: max(1, int(round(frac * n))), seed)
 
 
 def sample_per_class(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """Copy of ``labels`` keeping ``min(per_class, n_c)`` random labels per class, else -1."""
-    rng = np.random.default_rng(seed + 1000)
-    out = np.full_like(labels, -1)
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        out[rng.choice(members, min(per_class, members.size), replace=False)] = c
-    return out
+    return sample_counts(labels, lambda n, c: per_class, seed)
 
 
 def long_tailed_subset(labels: np.ndarray, ratio: float, seed: int) -> np.ndarray:
@@ -108,11 +110,33 @@ def scores(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray):
     return acc, float(np.mean(recalls))
 
 
-def label_spreading(feats: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+def label_spreading(feats: np.ndarray, labels: np.ndarray, k: int,
+                    graph_idx: Optional[torch.Tensor] = None) -> np.ndarray:
+    """scikit-learn's LabelSpreading(kernel='knn', n_neighbors=k, max_iter=200) transduction.
+
+    With ``graph_idx`` (N, K >= k - 1, self excluded) its kNN connectivity is taken from that
+    graph instead of its own search: each row connects to itself and its first k - 1 graph
+    neighbours, as scikit-learn's own knn kernel counts the sample itself among its k.
+    """
+    from scipy import sparse
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.semi_supervised import LabelSpreading
 
-    model = LabelSpreading(kernel="knn", n_neighbors=k, max_iter=200)
+    if graph_idx is None:
+        model = LabelSpreading(kernel="knn", n_neighbors=k, max_iter=200)
+    else:
+        idx = graph_idx[:, : k - 1].cpu().numpy()
+        n = idx.shape[0]
+        rows = np.repeat(np.arange(n), idx.shape[1])
+        ok = idx.reshape(-1) >= 0
+        conn = sparse.csr_matrix((np.ones(n + int(ok.sum())), (np.concatenate([np.arange(n), rows[ok]]),
+                                  np.concatenate([np.arange(n), idx.reshape(-1)[ok]]))), shape=(n, n))
+
+        class GraphLabelSpreading(LabelSpreading):
+            def _get_kernel(self, X, y=None):
+                return conn
+
+        model = GraphLabelSpreading(kernel="knn", n_neighbors=k, max_iter=200)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(feats, labels)

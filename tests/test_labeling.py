@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from hdl.knn import knn_graph
-from hdl.labeling import (DEFAULT_OPTIONS, OPTION_TABLE, choose_k, class_weights, hdl_label, knn_vote,
+from hdl.labeling import (DEFAULT_OPTIONS, OPTION_TABLE, balanced_accuracy_se, choose_k, choose_k_heldout,
+                          class_weights, estimate_prior_em, hdl_label, heldout_split, knn_vote, one_se_choice,
+                          smallest_class_size,
                           validate_options)
 
 NEG = float("-inf")
@@ -26,7 +28,9 @@ def L(*v):
     return torch.tensor(v, dtype=torch.int64)
 
 
-PLAIN = dict(class_quota=None, level_quantile=0.0)
+# the mechanics of levels and votes alone: no quota, every level at once, the paper's plain
+# neighbour vote (diffusion_weight 0; the default blends in a diffusion posterior)
+PLAIN = dict(class_quota=None, level_quantile=0.0, diffusion_weight=0.0)
 
 
 def test_chain_propagates_one_step_per_round():
@@ -46,7 +50,8 @@ def test_highest_level_first_and_tie_break():
     sims, idx = graph([[(2, .5), (3, .5)], [(2, .5), (3, .5)],
                        [(1, .8), (0, .8)], [(0, .6), (4, .5)], [(3, .5), (2, .4)]])
     labels = L(0, 1, -1, -1, -1)
-    res = hdl_label(sims, idx, labels, 2, k=2, level_quantile=1.0, class_quota=None)
+    # diffusion_weight 0: the plain vote's tie rule (the default's diffusion posterior breaks ties)
+    res = hdl_label(sims, idx, labels, 2, k=2, level_quantile=1.0, class_quota=None, diffusion_weight=0.0)
     # round 1: only sample 2 (level 2); a 1-1 tie goes to the first listed neighbour's class (1)
     # round 2: 3 and 4 both have one labeled neighbour (0 and 2)
     assert res.level.tolist() == [0, 0, 1, 2, 2]
@@ -187,7 +192,10 @@ def test_adaptive_k_agreement(delta, expected):
     k, scores = choose_k(sims, idx, labels, 2, "agreement", delta=delta, k_min=1, min_pairs=1)
     assert k == expected
     assert torch.allclose(scores, torch.tensor([1, 1, 1, 3 / 4, 3 / 5, 3 / 6]))
-    res = hdl_label(sims, idx, labels, 2, k="adaptive", delta=delta, k_min=1, min_pairs=1)
+    # the agreement rule and no cap named: the default rule is now "heldout", capped at the
+    # smallest class
+    res = hdl_label(sims, idx, labels, 2, k="adaptive", adaptive_rule="agreement", k_cap="none", delta=delta,
+                    k_min=1, min_pairs=1)
     assert res.chosen_k == expected and res.labels[8] == 0
     assert torch.equal(res.k_scores, scores)
 
@@ -328,3 +336,91 @@ def test_hierarchy_vote_bad_inputs():
         hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="coarse_to_fine", class_groups=torch.zeros(3))
     with pytest.raises(ValueError, match="class_groups entries"):
         hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="coarse_to_fine", class_groups=L(0, 0, 5))
+
+
+# ---------------------------------------------------------------- held-out k and EM class prior
+def test_heldout_split_keeps_one_label_per_class():
+    labels = L(0, 0, 0, 0, 0, 1, 1, 2, -1, -1)
+    held = heldout_split(labels)
+    # floor(5 / 2) = 2 of class 0, floor(2 / 2) = 1 of class 1, none of class 2 (one label)
+    assert [int((held & (labels == c)).sum()) for c in range(3)] == [2, 1, 0]
+    assert not held[8:].any() and torch.equal(held, heldout_split(labels))
+
+
+def test_balanced_accuracy_se_on_paper():
+    # class 0: 2 of 3 right, class 1: 1 of 1 -> (2/3 + 1) / 2; SE = sqrt((2/3)(1/3)/3 + 0) / 2
+    bal, se = balanced_accuracy_se(L(0, 0, 1, 1), L(0, 0, 0, 1))
+    assert bal == pytest.approx(5 / 6) and se == pytest.approx(math.sqrt(2 / 27) / 2)
+
+
+def test_one_se_choice_takes_the_widest_k_within_one_se():
+    # best: k=10 (0.84, SE 0.03): the bar is 0.81, met by k=20 (0.82) but not k=50 (0.70)
+    assert one_se_choice({5: (.80, .05), 10: (.84, .03), 20: (.82, .02), 50: (.70, .04)}) == 20
+    assert one_se_choice({5: (.9, 0.), 10: (.9, 0.)}) == 10  # ties: the wider k
+
+
+def _two_clusters():
+    # class 0: 8 points near (1, 0); class 1: 24 points near (0, 1); every other point labeled
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.tensor([1., 0.]) + 0.05 * torch.randn(8, 2, generator=g),
+                   torch.tensor([0., 1.]) + 0.05 * torch.randn(24, 2, generator=g)])
+    truth = torch.cat([torch.zeros(8), torch.ones(24)]).long()
+    labels = torch.where(torch.arange(32) % 2 == 0, truth, torch.full_like(truth, -1))
+    return F.normalize(x, dim=1), truth, labels
+
+
+def test_heldout_k_prefers_a_width_that_labels_the_held_out_samples():
+    x, truth, labels = _two_clusters()
+    sims, idx = knn_graph(x, 20, backend="torch")
+    opts = dict(weighting="uniform", class_quota=None, level_quantile=0.0, diffusion_weight=0.0)
+    # held out: 2 of class 0's 4 labels, 6 of class 1's 12.  k <= 10: a held-out class-0 point has
+    # its 7 class-0 companions first, 2 of them labeled, against at most 3 class-1 neighbours of
+    # which about half are labeled, so every held-out point is right (score 1, SE 0); at k = 20 a
+    # class-0 point has at most 7 class-0 neighbours against >= 13 of class 1 and the held-out
+    # class-0 points go wrong (recalls 0 and 1: score 0.5).  The one-SE rule keeps the widest
+    # perfect k.
+    k, scores = choose_k_heldout(sims, idx, labels, 2, min_pairs=1, ks=(3, 5, 10), **opts)
+    assert scores[[2, 4, 9]].tolist() == [1, 1, 1] and scores[19] == 0.5 and k == 10
+    assert torch.isnan(scores[[0, 1, 3, 5, 18]]).all()
+    res = hdl_label(sims, idx, labels, 2, k="adaptive", adaptive_rule="heldout", min_pairs=1, k_cap="none",
+                    **opts)
+    assert res.chosen_k == 10 and torch.equal(res.k_scores[[4, 9, 19]], torch.tensor([1, 1, .5]))
+    # too few held-out labels (min_pairs) or one label per class: the graph width, nothing judged
+    k, scores = choose_k_heldout(sims, idx, labels, 2, min_pairs=100, **opts)
+    assert k == 20 and torch.isnan(scores).all()
+
+
+def test_em_prior_on_paper():
+    # given labels: class 0 at samples 0, 1; class 1 at sample 2.  With k = 1 each unlabeled
+    # sample has one likelihood entry: 1/2 for class 0 (samples 3, 4, 5 near class 0's labels),
+    # 1/1 for class 1 (sample 6), so every posterior is one-hot and EM stops at (3/4, 1/4)
+    feats = torch.tensor([[1., 0.], [1., .1], [0., 1.], [1., .02], [1., .05], [.9, .1], [.05, 1.]])
+    labels = L(0, 0, 1, -1, -1, -1, -1)
+    assert torch.allclose(estimate_prior_em(feats, labels, 2, k=1), torch.tensor([.75, .25]))
+    # class weights: 0.75 * prior / label share + 0.25; label shares 2/3, 1/3
+    w = class_weights(labels, 2, "em", feats)
+    assert w is not None and w.shape == (2,)
+    # with k = PRIOR_VOTE_K (10 > 3 labels) every row sees all three labels: likelihoods
+    # (2/2, 1/1) in every row, so EM keeps the uniform start
+    assert torch.allclose(w, torch.tensor([0.75 * 0.5 / (2 / 3) + 0.25, 0.75 * 0.5 / (1 / 3) + 0.25]))
+    with pytest.raises(ValueError, match="class_prior='em'"):
+        hdl_label(*graph([[(1, .9)], [(0, .9)]]), L(0, -1), 2, k=1, class_prior="em")
+
+
+def test_smallest_class_size_caps_the_adaptive_k():
+    # 30 labels of class 0, 3 of class 1 among 441 samples: the smallest class is estimated at
+    # floor(441 * 3 / 33) = 40 samples; balanced labels give N / C
+    labels = torch.cat([torch.zeros(30), torch.ones(3), -torch.ones(408)]).long()
+    assert smallest_class_size(labels) == 40
+    assert smallest_class_size(L(0, 1, 0, 1, -1, -1)) == 3 and smallest_class_size(L(-1, -1)) is None
+    # one label per class: nothing is judged, so the adaptive k is the graph width (12), capped at
+    # floor(30 * 1 / 3) = 10 with k_cap, and at k_min when the estimate is smaller
+    x = F.normalize(torch.randn(30, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    sims, idx = knn_graph(x, 12, backend="torch")
+    y = torch.full((30,), -1, dtype=torch.int64)
+    y[:3] = torch.tensor([0, 1, 2])
+    for rule in ("agreement", "heldout"):
+        assert hdl_label(sims, idx, y, 3, adaptive_rule=rule, k_cap="none").chosen_k == 12
+        assert hdl_label(sims, idx, y, 3, adaptive_rule=rule, k_cap="smallest_class").chosen_k == 10
+    assert hdl_label(sims, idx, y, 3, k_cap="smallest_class", k_min=11).chosen_k == 11
+    assert hdl_label(sims, idx, y, 3, k=12, k_cap="smallest_class").chosen_k == 12  # a fixed k is kept

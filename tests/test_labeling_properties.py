@@ -94,11 +94,13 @@ def vote(nl, sims, weighting, c, gamma=3.0):
 @SETTINGS
 @given(problems(), st.integers(1, 3))
 def test_levels_are_monotone_and_every_label_follows_the_vote_rule(p, min_votes):
-    """level_quantile 0 and no quota: round r labels exactly the unlabeled samples with at least
-    ``min_votes`` neighbours (among the top chosen_k) labeled before round r, each with the vote of
-    those neighbours."""
+    """level_quantile 0, no quota and the plain vote (diffusion_weight 0; with a diffusion blend
+    the winner also weighs the diffusion posterior, hdl.labeling step 3): round r labels exactly
+    the unlabeled samples with at least ``min_votes`` neighbours (among the top chosen_k) labeled
+    before round r, each with the vote of those neighbours."""
     x, labels, c, k_max, k, weighting = p
-    res, sims, idx = run(x, labels, c, k_max, k, weighting, level_quantile=0.0, min_votes=min_votes)
+    res, sims, idx = run(x, labels, c, k_max, k, weighting, level_quantile=0.0, min_votes=min_votes,
+                         diffusion_weight=0.0)
     out, level, agr = res.labels.numpy(), res.level.numpy(), res.agreement.numpy()
     kk = res.chosen_k
     assert ((level == -1) == (out == -1)).all()
