@@ -100,6 +100,13 @@ def test_cli(run_dir, tmp_path, capsys):
         main(["--run", run_dir, "--checkpoint", "first"])
     with pytest.raises(ValueError, match="checkpoint: expected one of"):
         load_run(run_dir, "first")
+    # an output that cannot be written: one line naming it, no temp file left
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    bad = str(blocker / "labels.csv")
+    assert main(["--run", run_dir, "--checkpoint", "latest", "--out", bad, "--k", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"hdl-relabel-run: error: cannot write {bad}: File exists"  # a file where its folder should be
 
 
 def test_cli_labeling_options_reach_hdl(run_dir, tmp_path, capsys):

@@ -96,19 +96,29 @@ def relabel_run(run_dir: str, checkpoint: str = "best", out: Optional[str] = Non
 
 
 def _write_csv(path: str, r: RelabelRunResult) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".relabel.", dir=d)
-    with os.fdopen(fd, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["index"] + (["file"] if r.files is not None else [])
-                   + ["split", "true_label", "label", "level", "agreement"])
-        res = r.result
-        for i in range(len(r.index)):
-            w.writerow([int(r.index[i])] + ([r.files[i]] if r.files is not None else [])
-                       + ["labeled" if r.is_labeled[i] else "unlabeled", int(r.true_labels[i]),
-                          int(res.labels[i]), int(res.level[i]), f"{float(res.agreement[i]):.6f}"])
-    os.replace(tmp, path)
+    """Write to a temp file next to ``path`` and rename it: the output is whole or absent; an OS
+    error is re-raised as one line naming the path."""
+    tmp = None
+    try:
+        d = os.path.dirname(os.path.abspath(path))
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".relabel.", suffix=".tmp", dir=d)
+        with os.fdopen(fd, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["index"] + (["file"] if r.files is not None else [])
+                       + ["split", "true_label", "label", "level", "agreement"])
+            res = r.result
+            for i in range(len(r.index)):
+                w.writerow([int(r.index[i])] + ([r.files[i]] if r.files is not None else [])
+                           + ["labeled" if r.is_labeled[i] else "unlabeled", int(r.true_labels[i]),
+                              int(res.labels[i]), int(res.level[i]), f"{float(res.agreement[i]):.6f}"])
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        raise OSError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -127,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error(str(e))
     try:
         result, out = relabel_run(a.run, a.checkpoint, a.out, device=a.device, batch_size=a.batch_size, **opts)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, OSError) as e:
         print(f"hdl-relabel-run: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({**result.summary(), "out": out}))
