@@ -28,7 +28,7 @@ from typing import Tuple
 
 import torch
 
-from hdl.labeling import LabelResult, _check_inputs
+from hdl.graph_labels import LabelResult, _check_inputs
 
 
 def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: int = 50,
