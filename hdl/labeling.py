@@ -84,7 +84,7 @@ k=10, LabelSpreading k=10, Iscen diffusion), not to win the mean.  Accuracy (%),
   diffusion towards tail classes on long-tailed data with balanced labels (R4 at weights 0.5 /
   0.7 / 0.9: 78.4 / 76.6 / 74.7 against the kNN vote's 79.7), while global propagation helps with
   one label per class (S1: 91.2 / 93.7 / 95.0).  0.7 and 0.9 have the better means, 0.5 the best
-  worst case (the only one within 3 points of the baselines on every set).
+  worst case (of the three, the only one within 3 points of the baselines on every set).
 * Alpha 0.9 rather than the paper's 0.99: 0.99 spreads too far from few labels (S1 86.0, S2
   class-balanced 39.0 against 44.2).
 * Held-out k: the agreement rule's k is small on hard sets with many labels (S10 61.0, S5 73.0
@@ -499,12 +499,18 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
         graph_idx: int64 (N, K) neighbour indices, self excluded, -1 for missing neighbours.
         labels: int64 (N,) given labels in [0, num_classes), -1 for unlabeled.
         num_classes: number of classes C.
-        k: neighbours per vote: an int <= K, or ``"adaptive"`` (:func:`choose_k` with
-            ``adaptive_rule``, ``delta``, ``k_min``, ``min_pairs``; those four are used only then).
+        k: neighbours per vote: an int <= K, or ``"adaptive"`` (``adaptive_rule``: :func:`choose_k`
+            with ``delta``, ``k_min``, ``min_pairs``, or :func:`choose_k_heldout` with ``min_pairs``;
+            ``k_cap`` applies only then).
         feats: float (N, D) embeddings; needed by ``fallback="prototype"`` and
-            ``class_prior="vote"`` (with ``class_prior="auto"`` their absence means "uniform").
+            ``class_prior="vote"``/``"em"`` (with ``class_prior="auto"`` their absence means "uniform").
         weighting, gamma, level_quantile, min_votes, min_agreement, class_quota, class_prior, max_rounds,
-            fallback, hierarchy_vote, class_similarity, class_groups: see the module docstring.
+            fallback, hierarchy_vote, class_similarity, class_groups, diffusion_weight, diffusion_alpha,
+            diffusion_prior, k_cap: see the module docstring.
+        diffusion: optional float (N, C) precomputed :func:`hdl.diffusion.diffusion_scores` of these
+            ``labels`` over this graph with ``alpha = diffusion_alpha`` (used when
+            ``diffusion_weight > 0``; computed here when None).  A caller labeling one graph many
+            times passes it to solve once.
 
     Returns:
         :class:`LabelResult`.  With no unlabeled sample, or no labeled one, ``labels`` is
