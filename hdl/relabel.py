@@ -6,9 +6,12 @@ Python: ``relabel(embeddings, labels, true_labels=None, **options)``; the comman
 
 from __future__ import annotations
 
+import csv
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -131,3 +134,25 @@ def relabel(embeddings: ArrayLike, labels: ArrayLike, true_labels: Optional[Arra
     return RelabelResult(res.labels.cpu().numpy(), res.level.cpu().numpy(),
                          res.agreement.cpu().numpy(), res.chosen_k, res.rounds,
                          int(unl.sum()), acc, bal)
+
+
+def write_csv_atomic(path: str, header: Sequence[str], rows) -> None:
+    """Write a CSV to a temp file next to ``path`` and rename it into place: no partial file is ever
+    left.  OSError is re-raised as one line naming the path and the cause."""
+    d = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
+        with os.fdopen(fd, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            w.writerows(rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        raise OSError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)

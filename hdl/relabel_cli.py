@@ -24,7 +24,6 @@ import csv
 import logging
 import os
 import sys
-import tempfile
 import warnings
 from typing import Optional, Sequence
 
@@ -32,7 +31,7 @@ import numpy as np
 
 from hdl.config_keys import GRAPH_OPTIONS, add_relabel_arguments, relabel_options
 from hdl.labeling import OPTION_TABLE as OPTION_NAMES
-from hdl.relabel import RelabelWarning, relabel
+from hdl.relabel import RelabelWarning, relabel, write_csv_atomic
 
 
 class InputError(ValueError):
@@ -130,28 +129,6 @@ def _load_embeddings(path: str):
     if files is not None and len(files) != emb.shape[0]:
         raise InputError(f"{flag} {path}: 'files' has {len(files)} names for {emb.shape[0]} embeddings")
     return emb.astype(np.float32, copy=False), files
-
-
-def write_csv_atomic(path: str, header: Sequence[str], rows) -> None:
-    """Write a CSV to a temp file next to ``path`` and rename it into place: no partial file is ever
-    left.  OSError is re-raised as one line naming the path and the cause."""
-    d = os.path.dirname(os.path.abspath(path))
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as err:
-        raise OSError(f"cannot write {path}: {err.strerror or err}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def add_labeling_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ pytest.importorskip("semilearn")
 
 import hdl.algorithms  # noqa: E402,F401
 from hdl.algorithms.run import runner  # noqa: E402
+from tests.test_usb_adapter import StopAt, flatten  # noqa: E402  (a crash at an iteration's start; state as a flat dict)
 from hdl.algorithms.run.config import load_yaml, resolve_config  # noqa: E402
 from semilearn.algorithms import name2alg  # noqa: E402
 from semilearn.core.hooks import Hook  # noqa: E402
@@ -32,17 +33,6 @@ def make_args(base, tmp_path, name, **over):
     return resolve_config(cfg, list(name2alg.keys()))
 
 
-class StopAt(Hook):
-    """A crash at the start of iteration ``it`` (the last checkpoint is the one to resume)."""
-
-    def __init__(self, it):
-        self.stop_it = it
-
-    def before_train_step(self, algorithm):
-        if algorithm.it == self.stop_it:
-            raise KeyboardInterrupt
-
-
 class LossRecorder(Hook):
     def __init__(self):
         self.losses = {}
@@ -50,22 +40,6 @@ class LossRecorder(Hook):
     def after_train_step(self, algorithm):
         self.losses[algorithm.it] = {k: v for k, v in algorithm.log_dict.items()
                                      if k.startswith(("train/", "hdl/")) and "time" not in k and "_sec" not in k}
-
-
-def flatten(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, (list, tuple)) and k == "param_groups":
-            for i, g in enumerate(v):
-                out.update(flatten({kk: vv for kk, vv in g.items() if kk != "params"}, f"{key}.{i}."))
-        elif isinstance(v, (list, tuple)) and any(torch.is_tensor(x) for x in v):  # e.g. DASO's pseudo-label lists
-            out.update(flatten({str(i): x for i, x in enumerate(v)}, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 SKIP = ("wall_seconds", "settings.resume", "settings.load_path", "settings.save_name", "settings.run_dir")

@@ -45,6 +45,8 @@ def flatten(d, prefix=""):
         elif isinstance(v, (list, tuple)) and k == "param_groups":
             for i, g in enumerate(v):
                 out.update(flatten({kk: vv for kk, vv in g.items() if kk != "params"}, f"{key}.{i}."))
+        elif isinstance(v, (list, tuple)) and any(torch.is_tensor(x) for x in v):  # e.g. DASO's pseudo-label lists
+            out.update(flatten({str(i): x for i, x in enumerate(v)}, key + "."))
         else:
             out[key] = v
     return out

@@ -15,18 +15,16 @@ Unset labeling flags take the run's own ``hdl_*`` settings (the labeler's defaul
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
 from hdl.config_keys import GRAPH_OPTIONS, add_relabel_arguments, relabel_options
-from hdl.relabel import RelabelResult, relabel
+from hdl.relabel import RelabelResult, relabel, write_csv_atomic
 
 from ..usb.embedding import embed_training_set  # noqa: F401  (part of this module's API)
 from .runner import CHECKPOINTS, load_run  # noqa: F401  (load_run is part of this module's API)
@@ -96,29 +94,19 @@ def relabel_run(run_dir: str, checkpoint: str = "best", out: Optional[str] = Non
 
 
 def _write_csv(path: str, r: RelabelRunResult) -> None:
-    """Write to a temp file next to ``path`` and rename it: the output is whole or absent; an OS
-    error is re-raised as one line naming the path."""
-    tmp = None
+    """The per-sample CSV, whole or absent (:func:`hdl.relabel.write_csv_atomic`)."""
     try:
-        d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".relabel.", suffix=".tmp", dir=d)
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["index"] + (["file"] if r.files is not None else [])
-                       + ["split", "true_label", "label", "level", "agreement"])
-            res = r.result
-            for i in range(len(r.index)):
-                w.writerow([int(r.index[i])] + ([r.files[i]] if r.files is not None else [])
-                           + ["labeled" if r.is_labeled[i] else "unlabeled", int(r.true_labels[i]),
-                              int(res.labels[i]), int(res.level[i]), f"{float(res.agreement[i]):.6f}"])
-        os.replace(tmp, path)
-        tmp = None
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     except OSError as err:
         raise OSError(f"cannot write {path}: {err.strerror or err}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+    res = r.result
+    header = ["index"] + (["file"] if r.files is not None else []) + ["split", "true_label", "label", "level",
+                                                                      "agreement"]
+    rows = ([int(r.index[i])] + ([r.files[i]] if r.files is not None else [])
+            + ["labeled" if r.is_labeled[i] else "unlabeled", int(r.true_labels[i]),
+               int(res.labels[i]), int(res.level[i]), f"{float(res.agreement[i]):.6f}"]
+            for i in range(len(r.index)))
+    write_csv_atomic(path, header, rows)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
