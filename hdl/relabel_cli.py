@@ -29,8 +29,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from hdl.config_keys import GRAPH_OPTIONS, add_relabel_arguments, relabel_options
-from hdl.labeling import OPTION_TABLE as OPTION_NAMES
+from hdl.config_keys import add_relabel_arguments, relabel_options
 from hdl.relabel import RelabelWarning, relabel, write_csv_atomic
 
 
@@ -131,18 +130,6 @@ def _load_embeddings(path: str):
     return emb.astype(np.float32, copy=False), files
 
 
-def add_labeling_arguments(p: argparse.ArgumentParser) -> None:
-    """The labeling flags both relabeling commands take, from the one key table
-    (:func:`hdl.config_keys.add_relabel_arguments`; unset: the default)."""
-    add_relabel_arguments(p)
-
-
-def labeling_options(args: argparse.Namespace) -> dict:
-    """The flags of :func:`add_labeling_arguments` that were given, as ``hdl_label`` keywords
-    (the graph options excluded: they are :func:`relabel`'s own arguments)."""
-    return relabel_options(args, exclude=GRAPH_OPTIONS)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="hdl-relabel", description="Label unlabeled samples from "
                                 "embeddings by hierarchical dynamic labeling (HDL).")
@@ -151,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--labels", required=True, help=".npy/.csv/.txt, one int per sample, -1 = unlabeled")
     p.add_argument("--true-labels", help="optional ground truth (same formats) to report accuracy")
     p.add_argument("--out", required=True, help="output CSV: index,[file,]label,level,agreement")
-    add_labeling_arguments(p)
+    add_relabel_arguments(p)  # the labeling flags, from the key table
     p.add_argument("--num-classes", type=int, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -166,11 +153,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if truth is not None and truth.shape[0] != emb.shape[0]:
             raise InputError(f"--true-labels {args.true_labels}: {truth.shape[0]} labels for the {emb.shape[0]} "
                              f"embeddings of {args.embeddings}")
-        opts = labeling_options(args)
+        opts = relabel_options(args)  # hdl_label's options and relabel's graph options
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RelabelWarning)
-            graph = relabel_options(args, exclude=[o for o in OPTION_NAMES if o not in GRAPH_OPTIONS])
-            res = relabel(emb, labels, truth, num_classes=args.num_classes, **graph, **opts)
+            res = relabel(emb, labels, truth, num_classes=args.num_classes, **opts)
         for w in caught:
             if issubclass(w.category, RelabelWarning):
                 print(f"hdl-relabel: warning: {w.message}", file=sys.stderr)

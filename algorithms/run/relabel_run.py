@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from hdl.config_keys import GRAPH_OPTIONS, add_relabel_arguments, relabel_options
+from hdl.config_keys import add_relabel_arguments, relabel_options
 from hdl.relabel import RelabelResult, relabel, write_csv_atomic
 
 from ..usb.embedding import embed_training_set  # noqa: F401  (part of this module's API)
@@ -79,9 +79,8 @@ def relabel_run(run_dir: str, checkpoint: str = "best", out: Optional[str] = Non
     is_lb = np.isin(index, info.lb_idx)
     given = np.where(is_lb, truth, -1)
     opts = {**_run_labeling(alg), **options}
-    graph = {name: opts.pop(name) for name in GRAPH_OPTIONS if name in opts}
     known = bool((truth >= 0).all())
-    res = relabel(feats, given, truth if known else None, num_classes=alg.num_classes, **graph, **opts)
+    res = relabel(feats, given, truth if known else None, num_classes=alg.num_classes, **opts)
     unl = ~is_lb
     got = unl & (res.labels >= 0)
     coverage = float(got.sum() / max(unl.sum(), 1))

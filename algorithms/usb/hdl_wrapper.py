@@ -106,7 +106,12 @@ class HDLSettings:
 
 
 class HDLRefreshHook(Hook):
-    """Recomputes the pool on HDL's schedule, after the parameter update of a step."""
+    """Recomputes the pool on HDL's schedule, after the parameter update of a step; before the run
+    it wraps the seam's role hooks again, so a hook registered after HDL's ``set_hooks`` under a
+    role's name (DASO's ``PseudoLabelingHook``) is wrapped too."""
+
+    def before_run(self, algorithm):
+        algorithm.seam.install(algorithm)
 
     def after_train_step(self, algorithm):
         algorithm.maybe_refresh()
@@ -206,7 +211,6 @@ class HDLMixin:
             kw, keep = self._mix_pool_into_labeled(kw, x_ulb_w, targets)
             mixed, targets = (0 if keep is None else kw["y_lb"].shape[0] - keep), None
         if targets is not None:
-            self.seam.install(self)
             self.seam.begin(targets)
         try:
             out_dict, log_dict = base_step(**kw)
@@ -283,9 +287,8 @@ class HDLMixin:
         if self._backend is None:
             self._backend = resolve_backend(self.hdl.backend, self.bank.device)
             self.print_fn(f"HDL kNN backend: {self._backend}")
-        opts = {k: v for k, v in self.hdl.labeling.items() if k not in config_keys.GRAPH_OPTIONS}
-        r = refresh_labels(self.bank.features()[ids], labels, self.num_classes, k_max=self.hdl.k_max,
-                           backend=self._backend, normalize=False, index=self.hdl.labeling["index"], **opts)
+        r = refresh_labels(self.bank.features()[ids], labels, self.num_classes, normalize=False,
+                           **{**self.hdl.labeling, "backend": self._backend})
         res = r.result
         fault_point("refresh")
         pool_ids = self.pool.assign(ids, res.labels, res.agreement, res.level, lb_in)

@@ -74,9 +74,9 @@ class TargetSeam:
         return self._targets is not None
 
     def install(self, algorithm) -> None:
-        """Wrap the hooks of this seam's hook roles.  Idempotent; the wrapper calls it at every step
-        with targets, so a hook registered later under a role's name (DASO's
-        ``PseudoLabelingHook``) is wrapped too."""
+        """Wrap the hooks of this seam's hook roles.  Idempotent; the wrapper calls it after its
+        hooks are set and again before the run, so a hook registered later under a role's name
+        (DASO's ``PseudoLabelingHook``) is wrapped too."""
         for hook_name, fn_name in self.roles:
             if hook_name is None:
                 continue
