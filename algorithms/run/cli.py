@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import List, Optional
 
@@ -65,7 +66,8 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         return 2
     summary = {k: res[k] for k in ("algorithm", "dataset", "num_labels", "seed", "iterations", "best_val_acc",
                                    "test_acc_at_best_val", "test_acc_final", "wall_seconds")}
-    print(json.dumps(summary))
+    if os.environ.get("RANK", "0") in ("", "0"):  # several processes: rank 0 reports
+        print(json.dumps(summary))
     return 0
 
 

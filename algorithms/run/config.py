@@ -25,17 +25,20 @@ BASE_ALGORITHMS = ("fixmatch", "freematch", "mixmatch", "remixmatch")
 # the project keys every algorithm takes (data and device), from the one key table
 PROJECT_KEYS: Dict[str, Any] = config_keys.defaults(["run"])
 
+_BY_TORCHRUN = ("several processes are launched by torchrun, whose environment (WORLD_SIZE, RANK, LOCAL_RANK, "
+                "MASTER_ADDR, MASTER_PORT) sets them")
+
 # keys present in USB's published configs that have no effect here
 IGNORED_KEYS = {
     "clip": "USB never reads it",
-    "dist_url": "single-process runs only",
-    "dist_backend": "single-process runs only",
-    "world_size": "single-process runs only",
-    "rank": "single-process runs only",
-    "gpu": "the device is chosen by the 'device' key",
+    "dist_url": _BY_TORCHRUN,
+    "dist_backend": "gloo on the CPU, nccl on CUDA",
+    "world_size": _BY_TORCHRUN,
+    "rank": _BY_TORCHRUN,
+    "gpu": "the device is chosen by the 'device' key (cuda:LOCAL_RANK with several processes)",
     "c": "the config file is given with --config",
-    "multiprocessing_distributed": "hdl-train runs one process on one device",
-    "distributed": "hdl-train runs one process on one device",
+    "multiprocessing_distributed": _BY_TORCHRUN,
+    "distributed": _BY_TORCHRUN,
     "use_wandb": "hdl-train writes TensorBoard logs, never wandb",
     "use_aim": "hdl-train writes TensorBoard logs, never aim",
 }
@@ -171,8 +174,8 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
 
     resolved = dict(defaults)
     resolved.update(cfg)
-    resolved["multiprocessing_distributed"] = False
-    resolved["distributed"] = False
+    resolved["multiprocessing_distributed"] = False  # USB's own spawning is never used
+    resolved["distributed"] = False  # set by the runner when torchrun launched several processes
     resolved["use_wandb"] = False
     resolved["use_aim"] = False
     resolved["gpu"] = None

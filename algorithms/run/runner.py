@@ -22,6 +22,7 @@ from hdl.data import DATASET_INFO
 
 from .config import dump_config
 from ..usb.checkpoint_io import (CHECKPOINT_FILES, LATEST, PREVIOUS, choose_resume_checkpoint, remove_stale_temps)
+from ..usb import distributed
 from ..usb.registry import device_algorithm, get_net_builder
 
 log = logging.getLogger("hdl")
@@ -231,7 +232,45 @@ def clear_run_dir(run_dir: str) -> List[str]:
     return gone
 
 
+def join_processes(args: argparse.Namespace) -> distributed.ProcessGroup:
+    """Several processes (torchrun's environment, :mod:`..usb.distributed`): join the process
+    group on this process's device and mark ``args`` distributed (USB's keys ``distributed``,
+    ``world_size``, ``rank``).  One process: nothing changes."""
+    from ..usb.device import resolve_device
+
+    group = distributed.from_env()
+    if not group.distributed:
+        return group
+    if getattr(args, "imb_algorithm", None):
+        raise ValueError(f"imb_algorithm: {args.imb_algorithm!r} runs in one process only (its networks are "
+                         f"wrapped in ways DistributedDataParallel does not follow); launch without torchrun")
+    device = distributed.process_device(group, resolve_device(args.device))
+    group = distributed.init(group, device)
+    args.distributed, args.world_size, args.rank = True, group.world_size, group.rank
+    return group
+
+
+def _silent_logger() -> logging.Logger:
+    """The logger of the processes other than rank 0: USB's messages are rank 0's to write."""
+    logger = logging.getLogger("hdl.run.silent")
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    return logger
+
+
 def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
+    """Train ``args`` in this process; with torchrun's environment (``WORLD_SIZE`` > 1) as one of
+    several processes (:func:`join_processes`), rank 0 writing the run's files.  See :func:`_train`."""
+    group = join_processes(args)
+    try:
+        return _train(args, progress, group)
+    finally:
+        if group.distributed:
+            distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, progress: bool, group: distributed.ProcessGroup) -> Dict[str, Any]:
     """Train ``args`` (a resolved config), write ``config.yaml``, logs and ``results.json``.
 
     ``resume: True`` continues ``save_dir/save_name`` from its ``latest_model.pth`` (or
@@ -244,7 +283,8 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
     of interrupted writes are removed first in every case.
     """
     run_dir = os.path.join(args.save_dir, args.save_name)
-    for name in remove_stale_temps(run_dir):
+    main = group.is_main
+    for name in (remove_stale_temps(run_dir) if main else []):
         log.info("removed %s, left by an interrupted write", os.path.join(run_dir, name))
     notes: List[str] = []
     changes: Dict[str, Tuple[Any, Any]] = {}
@@ -257,8 +297,10 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
         if held and not args.overwrite:
             raise ValueError(f"save_name: {run_dir} already holds a run; pass --overwrite True to replace it or "
                              f"--resume True to continue it")
-        clear_run_dir(run_dir)
-    logger = make_logger(run_dir)
+        distributed.barrier()  # every process has checked the directory before rank 0 clears it
+        if main:
+            clear_run_dir(run_dir)
+    logger = make_logger(run_dir) if main else _silent_logger()
     for note in notes:
         log.warning(note)
         logger.warning(note)
@@ -269,7 +311,7 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
         logger.info(line)
     config_text = dump_config(args)  # as requested (building the algorithm adds derived keys to args)
     start = time.time()
-    alg = build_algorithm(args, logger)
+    alg = build_algorithm(args, logger, tb=main)
     if getattr(args, "imb_algorithm", None) and getattr(alg, "scheduler", None) is None:
         note = (f"learning rate: constant {args.lr} (imb_algorithm {args.imb_algorithm!r} builds its optimizer "
                 f"without a scheduler, as in USB)")
@@ -285,11 +327,13 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
         logger.info("resumed from %s at iteration %d%s", args.load_path, alg.it,
                     f" ({dropped} refresh record(s) after it dropped)" if dropped else "")
     alg.segment_start = start
-    _atomic_write(os.path.join(run_dir, "config.yaml"), config_text)
-    alg.register_hook(ProgressHook(disable=not progress), "ProgressHook", "LOWEST")
+    if main:
+        _atomic_write(os.path.join(run_dir, "config.yaml"), config_text)
+    alg.register_hook(ProgressHook(disable=not (progress and main)), "ProgressHook", "LOWEST")
     stopper = InterruptHook(run_dir)
-    alg.register_hook(stopper, "InterruptHook", "LOW")  # after the step's other hooks, before its exit
-    stopper.install()
+    if not group.distributed:  # several processes: Ctrl-C reaches torchrun, which stops them all
+        alg.register_hook(stopper, "InterruptHook", "LOW")  # after the step's other hooks, before its exit
+        stopper.install()
     try:
         alg.train()
     except RunInterrupted as stop:
@@ -321,10 +365,12 @@ def train(args: argparse.Namespace, progress: bool = True) -> Dict[str, Any]:
         "wall_seconds": round(alg.elapsed_seconds(), 2),
         "resume_changes": {k: [a, b] for k, (a, b) in changes.items()},
         "threads": torch.get_num_threads(),
+        "processes": group.world_size,
         "metrics": _jsonable(res),
         "settings": _jsonable(vars(args)),
     }
-    _atomic_write(os.path.join(run_dir, "results.json"), json.dumps(results, indent=2, default=float))
+    if main:
+        _atomic_write(os.path.join(run_dir, "results.json"), json.dumps(results, indent=2, default=float))
     if alg.tb_log is not None and getattr(alg.tb_log, "writer", None) is not None:
         alg.tb_log.writer.close()
     return results

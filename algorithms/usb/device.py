@@ -37,8 +37,9 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from semilearn.core.hooks import EvaluationHook, Hook, LoggingHook, TimerHook
+from semilearn.core.hooks import CheckpointHook, EvaluationHook, Hook, LoggingHook, TimerHook
 
+from . import distributed
 from .checkpoint_io import LATEST, load_checkpoint, save_checkpoint
 from .faults import fault_point
 from .resume_state import capture_rng, make_resumable, restore_rng
@@ -121,10 +122,40 @@ class StepStateHook(Hook):
 
 class PlacementHook(Hook):
     """Places model, EMA model and optimizer state on the device before the run (after
-    everything that wraps the model has run)."""
+    everything that wraps the model has run); with several processes, wraps the model for
+    DistributedDataParallel there."""
 
     def before_run(self, algorithm):
         algorithm.place_on_device()
+        algorithm.wrap_for_processes()
+
+
+class BufferSyncHook(Hook):
+    """Several processes on the CPU: after the parameter update (before the EMA update) every
+    process takes rank 0's model buffers (batch-norm running statistics), so the replicas, their
+    EMA models, evaluations and embedding passes are identical in every process.  (DDP keeps the
+    parameters equal; on CUDA SyncBatchNorm computes the statistics over all processes.)"""
+
+    def after_train_step(self, algorithm):
+        if algorithm.procs.distributed and algorithm.device.type != "cuda":
+            for buf in algorithm.model.buffers():
+                torch.distributed.broadcast(buf, src=0)
+
+
+class ProcessCheckpointHook(CheckpointHook):
+    """USB's checkpoint schedule (every ``num_eval_iter`` iterations and at the last one; the best
+    model when this is the best iteration), written by rank 0 only; with several processes every
+    process first hands rank 0 its random states, so a resume with as many processes continues
+    each process exactly."""
+
+    def after_train_step(self, algorithm):
+        if self.every_n_iters(algorithm, algorithm.num_eval_iter) or self.is_last_iter(algorithm):
+            algorithm.gather_rng_states()  # a collective: every process takes part
+            if algorithm.procs.is_main:
+                save_path = os.path.join(algorithm.save_dir, algorithm.save_name)
+                algorithm.save_model("latest_model.pth", save_path)
+                if algorithm.it == algorithm.best_it:
+                    algorithm.save_model("model_best.pth", save_path)
 
 
 class ResultsEvaluationHook(EvaluationHook):
@@ -138,7 +169,9 @@ class ResultsEvaluationHook(EvaluationHook):
 
     def after_run(self, algorithm):
         save_path = os.path.join(algorithm.save_dir, algorithm.save_name)
-        algorithm.save_model("latest_model.pth", save_path)
+        if algorithm.procs.is_main:
+            algorithm.save_model("latest_model.pth", save_path)
+        distributed.barrier()  # every process reads the best checkpoint once rank 0 has written it
         # iterations counted as completed (1-based), as everywhere in the run's outputs
         results = {"eval/best_acc": algorithm.best_eval_acc, "eval/best_it": algorithm.best_it + 1}
         per_class = {}
@@ -186,6 +219,17 @@ class CompletedStepLoggingHook(LoggingHook):
             algorithm.tb_log = tb_log
 
 
+def _cpu(obj):
+    """``obj`` with every tensor moved to the CPU (dicts and lists walked)."""
+    if torch.is_tensor(obj):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
 def per_class_accuracy(confusion: np.ndarray) -> List[float]:
     """Recall of every class from a confusion matrix normalised by the true class (rows)."""
     return [float(v) for v in np.diag(confusion)]
@@ -199,7 +243,11 @@ class DeviceMixin:
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
         self.settings = RunSettings.from_args(args, base_name=self.base_name)
-        self.device = resolve_device(self.settings.device)
+        # several processes: the layout torchrun's environment describes (hdl-train joins the group)
+        self.procs = distributed.from_env() if getattr(args, "distributed", False) else distributed.ProcessGroup()
+        self.device = distributed.process_device(self.procs, resolve_device(self.settings.device))
+        self._ddp = None  # the DistributedDataParallel wrapper of self.model (several processes)
+        self._rank_rngs = None  # every process's random states at the last checkpoint (several processes)
         self._in_train_step = False
         self.split_info = None
         self._epoch_batches = 0  # batches drawn from the training loaders in the current epoch
@@ -208,6 +256,9 @@ class DeviceMixin:
         self.segment_start = time.time()
         super().__init__(args, net_builder, tb_log=tb_log, logger=logger, **kwargs)
         self.gpu = self.device.index if self.device.type == "cuda" else None
+        if self.procs.distributed:
+            # USB's hooks write checkpoints and logs where rank % ngpus_per_node == 0: rank 0 only here
+            self.ngpus_per_node = self.procs.world_size
         if self.use_amp and self.device.type != "cuda":
             raise ValueError("amp: True needs a CUDA device; this run is on the CPU (set amp: False)")
         self.place_on_device()
@@ -224,13 +275,37 @@ class DeviceMixin:
                 if torch.is_tensor(v) and v.device != self.device and v.dim() > 0:
                     state[k] = v.to(self.device)
 
+    def wrap_for_processes(self) -> None:
+        """Several processes: wrap ``self.model`` in DistributedDataParallel as USB does
+        (``find_unused_parameters=True``, ``broadcast_buffers=False``; on CUDA SyncBatchNorm; on the
+        CPU, where SyncBatchNorm does not run, every process takes rank 0's batch-norm buffers after
+        each parameter update: :class:`BufferSyncHook`).  The wrapper runs the train steps' forward passes (:meth:`train`); everything else
+        (EMA, evaluation, embedding passes, checkpoints) uses the plain model, so parameter names and
+        checkpoints are those of one process.  Idempotent."""
+        if not self.procs.distributed or (self._ddp is not None and self._ddp.module is self.model):
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.device.type == "cuda":
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self._ddp = DistributedDataParallel(self.model, device_ids=[self.device], broadcast_buffers=False,
+                                                find_unused_parameters=True)
+        else:
+            # buffers: rank 0's after every parameter update (BufferSyncHook)
+            self._ddp = DistributedDataParallel(self.model, broadcast_buffers=False, find_unused_parameters=True)
+
     # ------------------------------------------------------------------ data
     def set_dataset(self):
         from .datasets import build_dataset_dict
 
         from .nets import bind_channels
 
+        # several processes: rank 0 draws (and saves) the splits, the others then read them
+        if not self.procs.is_main:
+            distributed.barrier()
         dataset_dict, info = build_dataset_dict(self.settings, self.base_name, self.args.num_classes)
+        if self.procs.is_main:
+            distributed.barrier()
         self.split_info = info
         self.net_builder = bind_channels(self.net_builder, self.args.net, info.image_shape[2])
         self.args.ulb_dest_len = len(dataset_dict["train_ulb"])
@@ -277,7 +352,13 @@ class DeviceMixin:
                     break
                 self._epoch_batches += 1
                 self.call_hook("before_train_step")
-                self.out_dict, self.log_dict = self.train_step(**self.process_batch(**data_lb, **data_ulb))
+                plain = self.model
+                if self._ddp is not None:  # the step's forward passes go through DistributedDataParallel
+                    self.model = self._ddp
+                try:
+                    self.out_dict, self.log_dict = self.train_step(**self.process_batch(**data_lb, **data_ulb))
+                finally:
+                    self.model = plain
                 fault_point("step")
                 self.call_hook("after_train_step")
                 self.it += 1
@@ -315,6 +396,8 @@ class DeviceMixin:
         for i, hook in enumerate(self._hooks):
             if type(hook) is TimerHook:
                 new = DeviceTimerHook()
+            elif type(hook) is CheckpointHook:
+                new = ProcessCheckpointHook()
             elif type(hook) is LoggingHook:
                 new = CompletedStepLoggingHook()
             elif type(hook) is EvaluationHook:
@@ -323,6 +406,12 @@ class DeviceMixin:
                 continue
             new.priority, new.name = hook.priority, hook.name
             self._hooks[i] = new
+        # right after USB's parameter update, before its EMA update
+        at = next(i for i, h in enumerate(self._hooks) if h.name == "ParamUpdateHook") + 1
+        sync = BufferSyncHook()
+        sync.name, sync.priority = "BufferSyncHook", self._hooks[at - 1].priority
+        self._hooks.insert(at, sync)
+        self.hooks_dict = type(self.hooks_dict)((h.name, h) for h in self._hooks)
         self.register_hook(StepStateHook(entering=True), "StepEnterHook", "HIGHEST")
         self.register_hook(PlacementHook(), "PlacementHook", "HIGHEST")
         self.register_hook(StepStateHook(entering=False), "StepExitHook", "LOWEST")
@@ -399,8 +488,19 @@ class DeviceMixin:
         pending = self._resume_point
         save_dict["rng"] = pending["rng"] if pending is not None else capture_rng(self.device)
         save_dict["threads"] = torch.get_num_threads()
+        save_dict["world_size"] = self.procs.world_size
+        if self.procs.distributed:
+            save_dict["rng_ranks"] = pending.get("rng_ranks") if pending is not None else self._rank_rngs
         save_dict["wall_seconds"] = self.elapsed_seconds()
         return save_dict
+
+    def gather_rng_states(self) -> None:
+        """Several processes: collect every process's random states (rank order) for the next
+        checkpoint; a collective, so every process calls it at the same iterations."""
+        if self.procs.distributed:
+            pending = self._resume_point
+            own = pending["rng"] if pending is not None else capture_rng(self.device)
+            self._rank_rngs = distributed.all_gather_object(_cpu(own))
 
     def save_model(self, save_name, save_path):
         """Save atomically with a checksum (:func:`.checkpoint_io.save_checkpoint`); the previous
@@ -437,7 +537,18 @@ class DeviceMixin:
                 epoch, batches = epoch + 1, 0
             self.start_epoch = self.epoch = epoch
             self._epoch_batches = batches
-            self._resume_point = {"epoch": epoch, "batches": batches, "rng": checkpoint["rng"]}
+            rng = checkpoint["rng"]
+            saved_world = int(checkpoint.get("world_size", 1))
+            ranks = checkpoint.get("rng_ranks")
+            if saved_world == self.procs.world_size and ranks is not None:
+                rng = ranks[self.procs.rank]
+            elif saved_world != self.procs.world_size:
+                log.warning("resume: the checkpoint was written by %d process(es), this run has %d; the model, "
+                            "optimizer and HDL state continue, but the data order and random states differ from an "
+                            "uninterrupted run", saved_world, self.procs.world_size)
+            self._resume_point = {"epoch": epoch, "batches": batches, "rng": rng}
+            if ranks is not None and saved_world == self.procs.world_size:
+                self._resume_point["rng_ranks"] = ranks
             saved_threads = checkpoint.get("threads")
             if saved_threads is not None and saved_threads != torch.get_num_threads():
                 log.warning("resume: the checkpoint was written with %d thread(s), this process uses %d; the "

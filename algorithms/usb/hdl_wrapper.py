@@ -51,6 +51,7 @@ from hdl import config_keys
 from hdl.knn import resolve_backend
 from hdl.refresh import refresh as refresh_labels
 
+from . import distributed
 from .device import DeviceMixin
 from .faults import fault_point
 from .diagnostics import HDLState, RefreshEvent
@@ -253,11 +254,12 @@ class HDLMixin:
         fl = feat.get("x_lb")
         if self.hdl.embed == "bank" and idx_lb is not None and torch.is_tensor(fl) and fl.shape[0] == idx_lb.shape[0]:
             n = idx_lb.shape[0] if keep is None else keep
-            self.bank.update(self._lb_global[idx_lb[:n].to(self.device)], fl[:n].detach().float())
+            # several processes: every process writes every process's rows (all-gathered)
+            self.bank.update(*distributed.gather_rows(self._lb_global[idx_lb[:n].to(self.device)],
+                                                      fl[:n].detach().float()))
         fw = feat.get("x_ulb_w")
         if idx_ulb is not None and torch.is_tensor(fw) and fw.shape[0] == idx_ulb.shape[0]:
-            g = self._ulb_global[idx_ulb.to(self.device)]
-            fw = fw.detach().float()
+            g, fw = distributed.gather_rows(self._ulb_global[idx_ulb.to(self.device)], fw.detach().float())
             self.hdl_state.diagnostics.record(g, fw)  # the diagnostics use these in both embedding modes
             if self.hdl.embed == "bank":
                 self.bank.update(g, fw)
@@ -287,12 +289,23 @@ class HDLMixin:
         if self._backend is None:
             self._backend = resolve_backend(self.hdl.backend, self.bank.device)
             self.print_fn(f"HDL kNN backend: {self._backend}")
-        r = refresh_labels(self.bank.features()[ids], labels, self.num_classes, normalize=False,
-                           **{**self.hdl.labeling, "backend": self._backend})
+        if self.procs.is_main:
+            r = refresh_labels(self.bank.features()[ids], labels, self.num_classes, normalize=False,
+                               **{**self.hdl.labeling, "backend": self._backend})
+        if self.procs.distributed:  # the labeling ran once, on rank 0: every process takes its result
+            r = _tensors_to(distributed.broadcast_object(_tensors_to(r, "cpu") if self.procs.is_main else None),
+                            self.bank.device)
         res = r.result
         fault_point("refresh")
         pool_ids = self.pool.assign(ids, res.labels, res.agreement, res.level, lb_in)
         self._pool_nonempty = self.pool.nonempty
+        digests = None
+        if self.procs.distributed:  # every process must now hold the identical pool
+            digests = distributed.all_gather_object(
+                distributed.pool_digest([self.pool.labels, self.pool.agreement, self.pool.level]))
+            if len(set(digests)) != 1:
+                raise RuntimeError(f"HDL refresh at it {self.it + 1}: the processes hold different pools "
+                                   f"(SHA-256 per rank: {digests})")
         new = r.new
         labels[new] = res.labels[new]
         event = RefreshEvent(ids, r, labels, pool_ids)
@@ -303,13 +316,17 @@ class HDLMixin:
         self.print_fn("HDL refresh at it %d (graph: %s%s): %s" % (self.it + 1, r.graph.index, "".join(
             f", {k} {v}" for k, v in r.graph.params.items()), json.dumps(
             {k: round(v, 4) for k, v in stats.items() if not k.startswith("hdl/pool_class_")})))
-        self.refresh_log.append({"it": self.it + 1, **stats})
+        record = {"it": self.it + 1, **stats}
+        if digests is not None:  # the pool's SHA-256 in every process (rank order): all equal
+            record["pool_sha256"] = digests
+        self.refresh_log.append(record)
         if self.tb_log is not None:  # once, at the completed-iteration count (not through log_dict too)
             self.tb_log.update(stats, self.it + 1)
-        path = self.refresh_records_path
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "a") as f:
-            f.write(json.dumps({"it": self.it + 1, **stats}) + "\n")
+        if self.procs.is_main:  # one record per refresh, written by rank 0
+            path = self.refresh_records_path
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a") as f:
+                f.write(json.dumps(record) + "\n")
         return stats
 
     @property
@@ -334,7 +351,7 @@ class HDLMixin:
                 continue
             if isinstance(rec, dict) and isinstance(rec.get("it"), int) and rec["it"] <= it:
                 kept.append(rec)
-        if len(kept) != len(lines):
+        if len(kept) != len(lines) and self.procs.is_main:
             tmp = os.path.join(os.path.dirname(path), ".hdl_refresh.jsonl.tmp")
             with open(tmp, "w") as f:
                 f.write("".join(json.dumps(r) + "\n" for r in kept))
@@ -344,11 +361,19 @@ class HDLMixin:
 
     @torch.no_grad()
     def _embed_with_ema(self):
-        """Re-embed every training image with the EMA model (evaluation transform) into the bank."""
+        """Re-embed every training image with the EMA model (evaluation transform) into the bank;
+        with several processes each embeds its share (every ``world_size``-th image) and every bank
+        receives all shares (all-gathered)."""
         from .embedding import embed_training_set
 
-        index, feats = embed_training_set(self)
-        self.bank.update(torch.as_tensor(index, dtype=torch.long), feats)
+        if not self.procs.distributed:
+            index, feats = embed_training_set(self)
+            self.bank.update(torch.as_tensor(index, dtype=torch.long), feats)
+            return
+        share = distributed.shard(len(self.dataset_dict["embed"]), self.procs.rank, self.procs.world_size)
+        index, feats = embed_training_set(self, positions=share, device=self.bank.device)
+        self.bank.update(*distributed.gather_rows(torch.as_tensor(index, dtype=torch.long, device=self.bank.device),
+                                                  feats))
 
     # ------------------------------------------------------------------ checkpoint
     def get_save_dict(self):
@@ -362,6 +387,18 @@ class HDLMixin:
             self.hdl_state.load_state_dict(ckpt["hdl"], f"{load_path}: 'hdl'")
             self._pool_nonempty = self.pool.nonempty
         return ckpt
+
+
+def _tensors_to(obj, device):
+    """A refresh result (frozen dataclasses of tensors) with every tensor on ``device``."""
+    import dataclasses
+
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: _tensors_to(getattr(obj, f.name), device)
+                                           for f in dataclasses.fields(obj) if f.init})
+    return obj
 
 
 class _WeakStrongStep:
