@@ -219,17 +219,6 @@ class CompletedStepLoggingHook(LoggingHook):
             algorithm.tb_log = tb_log
 
 
-def _cpu(obj):
-    """``obj`` with every tensor moved to the CPU (dicts and lists walked)."""
-    if torch.is_tensor(obj):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu(v) for v in obj)
-    return obj
-
-
 def per_class_accuracy(confusion: np.ndarray) -> List[float]:
     """Recall of every class from a confusion matrix normalised by the true class (rows)."""
     return [float(v) for v in np.diag(confusion)]
@@ -500,7 +489,7 @@ class DeviceMixin:
         if self.procs.distributed:
             pending = self._resume_point
             own = pending["rng"] if pending is not None else capture_rng(self.device)
-            self._rank_rngs = distributed.all_gather_object(_cpu(own))
+            self._rank_rngs = distributed.all_gather_object(distributed.tensors_to(own, "cpu"))
 
     def save_model(self, save_name, save_path):
         """Save atomically with a checksum (:func:`.checkpoint_io.save_checkpoint`); the previous

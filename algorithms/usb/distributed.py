@@ -153,6 +153,23 @@ def all_gather_object(obj: Any) -> List[Any]:
     return out
 
 
+def tensors_to(obj: Any, device) -> Any:
+    """``obj`` with every tensor on ``device``: dicts, lists, tuples and (frozen) dataclasses are
+    walked; what crosses processes as a pickle travels on the CPU."""
+    import dataclasses
+
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: tensors_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(tensors_to(v, device) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: tensors_to(getattr(obj, f.name), device)
+                                           for f in dataclasses.fields(obj) if f.init})
+    return obj
+
+
 def pool_digest(tensors: Sequence[torch.Tensor]) -> str:
     """SHA-256 of the tensors' bytes (CPU copies), in order: equal digests <=> equal contents."""
     h = hashlib.sha256()

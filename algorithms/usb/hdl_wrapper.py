@@ -293,8 +293,8 @@ class HDLMixin:
             r = refresh_labels(self.bank.features()[ids], labels, self.num_classes, normalize=False,
                                **{**self.hdl.labeling, "backend": self._backend})
         if self.procs.distributed:  # the labeling ran once, on rank 0: every process takes its result
-            r = _tensors_to(distributed.broadcast_object(_tensors_to(r, "cpu") if self.procs.is_main else None),
-                            self.bank.device)
+            r = distributed.tensors_to(distributed.broadcast_object(
+                distributed.tensors_to(r, "cpu") if self.procs.is_main else None), self.bank.device)
         res = r.result
         fault_point("refresh")
         pool_ids = self.pool.assign(ids, res.labels, res.agreement, res.level, lb_in)
@@ -387,18 +387,6 @@ class HDLMixin:
             self.hdl_state.load_state_dict(ckpt["hdl"], f"{load_path}: 'hdl'")
             self._pool_nonempty = self.pool.nonempty
         return ckpt
-
-
-def _tensors_to(obj, device):
-    """A refresh result (frozen dataclasses of tensors) with every tensor on ``device``."""
-    import dataclasses
-
-    if torch.is_tensor(obj):
-        return obj.to(device)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(obj, **{f.name: _tensors_to(getattr(obj, f.name), device)
-                                           for f in dataclasses.fields(obj) if f.init})
-    return obj
 
 
 class _WeakStrongStep:
