@@ -36,6 +36,7 @@ from hdl.labeling import DEFAULT_OPTIONS, OPTION_TABLE
 GROUPS = ("hdl", "labeling", "semantic", "run")
 HDL_USES = ("target", "pool")
 HDL_EMBEDS = ("bank", "ema_pass")
+HDL_INJECTS = ("all", "confident")
 SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
 SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
 # labeling options whose key is not hdl_<option>
@@ -110,6 +111,9 @@ def _declared() -> Dict[str, Key]:
             "pool mode: least share of ground truth per labeled batch", float),
         Key("hdl_min_agreement", "hdl", 0.0, lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]",
             "HDL labels whose vote agreement is below this are not used in training", float),
+        Key("hdl_inject", "hdl", "all", lambda v: v in HDL_INJECTS, f"one of {list(HDL_INJECTS)}",
+            "all: every pool label is used; confident: a pool label the model contradicts with a higher "
+            "confidence than the label's calibrated confidence is dropped at the refresh"),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
             "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
         Key("hdl_k_max", "labeling", 50, lambda v: _int(v) and v >= 1, "an int >= 1",

@@ -25,6 +25,10 @@ class LabelResult:
     rounds: number of labeling rounds run (a fallback step counts as one).
     k_scores: float32 (K,) score of every k = 1..K from the adaptive rule (NaN where it could
         not be judged), or None for a fixed k.
+    confidence: float32 (N,) calibrated probability that the label is right
+        (:func:`hdl.labeling.calibrate_confidence` of the agreement on held-out given labels; 1 for
+        given labels, 0 for unlabeled samples), or None where no held-out labeling was judged
+        (a fixed k, another adaptive rule, fewer than ``min_pairs`` held-out labels).
     """
 
     labels: torch.Tensor
@@ -33,6 +37,7 @@ class LabelResult:
     chosen_k: int
     rounds: int
     k_scores: Optional[torch.Tensor] = None
+    confidence: Optional[torch.Tensor] = None
 
 
 def _is_int(v) -> bool:

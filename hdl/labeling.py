@@ -427,7 +427,8 @@ def balanced_accuracy_se(pred: torch.Tensor, truth: torch.Tensor) -> Tuple[float
 
 def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor,
                      num_classes: int, min_pairs: int = 20, ks: Tuple[int, ...] = HELDOUT_KS,
-                     max_k: Optional[int] = None, **options) -> Tuple[int, torch.Tensor]:
+                     max_k: Optional[int] = None, heldout: Optional[Dict[int, Tuple[torch.Tensor, torch.Tensor]]] = None,
+                     **options) -> Tuple[int, torch.Tensor]:
     """Adaptive k chosen transductively on held-out given labels (ours; the one-SE rule of
     cross-validation).
 
@@ -441,7 +442,8 @@ def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: 
     (e.g. one label per class) nothing is judged and k = ``max_k``.
 
     Returns (k, scores float32 (K,): the held-out class-balanced accuracy at the candidates, NaN
-    elsewhere).
+    elsewhere).  ``heldout``: a dict that receives, per judged k, the held-out samples'
+    (agreement, correct) from that labeling (for :func:`calibrate_confidence`).
     """
     top = graph_idx.shape[1] if max_k is None else min(max_k, graph_idx.shape[1])
     scores = torch.full((graph_idx.shape[1],), float("nan"), dtype=torch.float32, device=graph_idx.device)
@@ -456,7 +458,25 @@ def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: 
     for k in sorted({k for k in ks if k < top} | {top}):
         res = hdl_label(graph_sims, graph_idx, kept, num_classes, k=k, **options)
         scores[k - 1], se[k] = balanced_accuracy_se(res.labels[held], labels[held])
+        if heldout is not None:
+            heldout[k] = (res.agreement[held], res.labels[held] == labels[held])
     return one_se_choice({k: (float(scores[k - 1]), v) for k, v in se.items()}), scores
+
+
+def calibrate_confidence(held_agreement: torch.Tensor, held_correct: torch.Tensor,
+                         agreement: torch.Tensor) -> torch.Tensor:
+    """Calibrated confidence of labels with vote ``agreement`` (ours): the isotonic (non-decreasing)
+    regression of the held-out labels' correctness (0/1) on their agreement
+    (scikit-learn's ``IsotonicRegression``, clipped to the held-out range), read at ``agreement``.
+    A held-out label the labeling did not reach counts as wrong at agreement 0.  Returns float32
+    like ``agreement``."""
+    from sklearn.isotonic import IsotonicRegression
+
+    x = held_agreement.detach().double().cpu().numpy()
+    y = held_correct.detach().double().cpu().numpy()
+    fit = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(x, y)
+    out = fit.predict(agreement.detach().double().cpu().numpy())
+    return torch.as_tensor(out, dtype=torch.float32).to(agreement.device)
 
 
 def one_se_choice(scored: Dict[int, Tuple[float, float]]) -> int:
@@ -537,13 +557,14 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             raise ValueError(f"{why} needs feats of shape ({n}, D), got "
                              f"{getattr(feats, 'shape', None) if feats is not None else None}")
     k_scores = None
+    heldout: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}
     cap = smallest_class_size(labels) if k == "adaptive" and k_cap == "smallest_class" else None
     cap = None if cap is None else max(k_min, cap)
     if k == "adaptive" and adaptive_rule == "heldout":
         inner = {name: value for name, value in opts.items()
                  if name not in ("k", "adaptive_rule", "delta", "k_min", "min_pairs", "k_cap")}
         k, k_scores = choose_k_heldout(graph_sims, graph_idx, labels, num_classes, min_pairs,
-                                       max_k=cap, feats=feats, **inner)
+                                       max_k=cap, heldout=heldout, feats=feats, **inner)
     elif k == "adaptive":
         k, k_scores = choose_k(graph_sims, graph_idx, labels, num_classes, adaptive_rule, delta,
                                k_min, min_pairs, weighting, gamma)
@@ -610,7 +631,11 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             cur[lonely] = _prototype_labels(feats.to(dev), cur, lonely, num_classes)
             level[lonely] = rounds
             agreement[lonely] = 0.0
-    return LabelResult(cur, level, agreement, int(k), rounds, k_scores)
+    confidence = None
+    if k in heldout:  # the held-out labeling at the chosen k calibrates the vote agreement
+        confidence = torch.where(cur >= 0, calibrate_confidence(*heldout[k], agreement), torch.zeros_like(agreement))
+        confidence[labels >= 0] = 1.0
+    return LabelResult(cur, level, agreement, int(k), rounds, k_scores, confidence)
 
 
 def _resolve_prior(labels: torch.Tensor, counts: torch.Tensor, class_prior: str,

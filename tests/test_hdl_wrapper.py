@@ -331,3 +331,31 @@ def test_an_approximate_graph_logs_its_recall(tmp_path):
                                              num_train_iter=3, hdl_warmup_iter=3), tb=False)
     exact.train()
     assert "hdl/graph_recall" not in exact.refresh_log[0]
+
+
+def test_confident_injection_drops_the_labels_the_model_contradicts_more_confidently(tmp_path):
+    a = runner.build_algorithm(make_args("fixmatch", tmp_path, "conf", algorithm="hdl_fixmatch",
+                                         hdl_inject="confident"), tb=False)
+    assert a.hdl.inject == "confident"
+    ulb = a._ulb_global[:4]
+    a.pool.assign(ulb, torch.tensor([1, 1, 1, 1]), torch.full((4,), 0.8), torch.ones(4, dtype=torch.long),
+                  torch.zeros(4, dtype=torch.bool))
+    # a classifier head that reads the class scores straight from the features: sample 0 agrees with
+    # the pool (class 1), samples 1 and 2 say class 3 with softmax confidence 0.9 and 0.6, sample 3
+    # was never seen by a train step (zero features)
+    diag = a.hdl_state.diagnostics
+    scores = torch.zeros(4, diag.raw_feat.shape[1])
+    scores[0, 1] = 5.0
+    p = lambda q: math.log(q * 9 / (1 - q))  # noqa: E731  (one class at q, nine at (1 - q) / 9)
+    scores[1, 3], scores[2, 3] = p(0.9), p(0.6)
+    diag.raw_feat[ulb] = scores
+    a.model.classifier = torch.nn.Linear(diag.raw_feat.shape[1], 10, bias=False)
+    with torch.no_grad():
+        a.model.classifier.weight.zero_()
+        a.model.classifier.weight[:, :10] = torch.eye(10)
+    calibrated = torch.tensor([0.7, 0.7, 0.7, 0.7])  # the labels' calibrated confidence
+    kept, dropped = a._drop_contradicted(ulb, calibrated)
+    # dropped: sample 1 only (contradicted at 0.9 > 0.7); sample 2 is contradicted at 0.6 < 0.7
+    assert dropped == 1 and kept.tolist() == ulb[[0, 2, 3]].tolist()
+    assert a.pool.labels[ulb].tolist() == [1, -1, 1, 1] and a.pool.level[ulb].tolist() == [1, -1, 1, 1]
+    assert diag.logit_conf[ulb[1]].item() == pytest.approx(0.9, abs=1e-5)

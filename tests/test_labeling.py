@@ -424,3 +424,34 @@ def test_smallest_class_size_caps_the_adaptive_k():
         assert hdl_label(sims, idx, y, 3, adaptive_rule=rule, k_cap="smallest_class").chosen_k == 10
     assert hdl_label(sims, idx, y, 3, k_cap="smallest_class", k_min=11).chosen_k == 11
     assert hdl_label(sims, idx, y, 3, k=12, k_cap="smallest_class").chosen_k == 12  # a fixed k is kept
+
+
+def test_calibrated_confidence_is_the_isotonic_fit_of_held_out_correctness():
+    from hdl.labeling import calibrate_confidence
+
+    # held-out labels at agreement 0.2, 0.4, 0.6, 0.8 were right, wrong, right, right: the pool of
+    # adjacent violators makes the fit 0.5, 0.5, 1, 1; between the points it is linear, outside clipped
+    held_agr = torch.tensor([0.2, 0.4, 0.6, 0.8])
+    held_ok = torch.tensor([True, False, True, True])
+    got = calibrate_confidence(held_agr, held_ok, torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9]))
+    assert torch.allclose(got, torch.tensor([0.5, 0.5, 0.75, 1.0, 1.0]))
+
+
+def test_hdl_label_reports_a_calibrated_confidence_when_held_out_labels_judge_k():
+    torch.manual_seed(0)
+    centers = torch.randn(3, 8) * 3
+    y = torch.arange(3).repeat_interleave(60)
+    x = centers[y] + torch.randn(180, 8)
+    labels = torch.full_like(y, -1)
+    for c in range(3):  # 16 labels per class: 24 held out, >= min_pairs=20
+        labels[(y == c).nonzero().squeeze(1)[:16]] = c
+    sims, idx = knn_graph(x, 20)
+    res = hdl_label(sims, idx, labels, 3, feats=x)
+    assert res.confidence is not None and res.confidence.shape == (180,)
+    assert torch.all(res.confidence[labels >= 0] == 1) and torch.all(res.confidence[res.labels < 0] == 0)
+    new = (labels < 0) & (res.labels >= 0)
+    a, c = res.agreement[new], res.confidence[new]
+    order = torch.argsort(a)
+    assert torch.all(c[order][1:] >= c[order][:-1] - 1e-6)  # non-decreasing in the agreement
+    # a fixed k judges nothing on held-out labels: no calibration
+    assert hdl_label(sims, idx, labels, 3, k=10, feats=x).confidence is None

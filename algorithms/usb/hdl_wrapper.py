@@ -81,6 +81,7 @@ class HDLSettings:
     gt_ratio: float
     min_agreement: float
     weight_by_agreement: bool
+    inject: str = "all"
     labeling: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -103,7 +104,8 @@ class HDLSettings:
         if labeling["k"] != "adaptive" and labeling["k"] > labeling["k_max"]:
             raise ValueError(f"hdl_k: expected 1 <= hdl_k <= hdl_k_max={labeling['k_max']}, got {labeling['k']}")
         return cls(v["hdl_enable"], v["hdl_warmup_iter"], v["hdl_refresh_every"], v["hdl_use"], v["hdl_embed"],
-                   v["hdl_gt_ratio"], v["hdl_min_agreement"], v["hdl_weight_by_agreement"], labeling)
+                   v["hdl_gt_ratio"], v["hdl_min_agreement"], v["hdl_weight_by_agreement"], v["hdl_inject"],
+                   labeling)
 
 
 class HDLRefreshHook(Hook):
@@ -298,6 +300,9 @@ class HDLMixin:
         res = r.result
         fault_point("refresh")
         pool_ids = self.pool.assign(ids, res.labels, res.agreement, res.level, lb_in)
+        dropped = None
+        if self.hdl.inject == "confident" and res.confidence is not None:
+            pool_ids, dropped = self._drop_contradicted(pool_ids, res.confidence[r.new])
         self._pool_nonempty = self.pool.nonempty
         digests = None
         if self.procs.distributed:  # every process must now hold the identical pool
@@ -307,9 +312,9 @@ class HDLMixin:
                 raise RuntimeError(f"HDL refresh at it {self.it + 1}: the processes hold different pools "
                                    f"(SHA-256 per rank: {digests})")
         new = r.new
-        labels[new] = res.labels[new]
+        labels[new] = self.pool.labels[ids[new]].to(labels.device)  # the pool's (after any drop)
         event = RefreshEvent(ids, r, labels, pool_ids)
-        stats: Dict[str, float] = {}
+        stats: Dict[str, float] = {} if dropped is None else {"hdl/inject_dropped": float(dropped)}
         for _, consumer in self.refresh_consumers:
             stats.update(consumer(self, event) or {})
         stats["hdl/refresh_sec"] = time.perf_counter() - t0
@@ -328,6 +333,21 @@ class HDLMixin:
             with open(path, "a") as f:
                 f.write(json.dumps(record) + "\n")
         return stats
+
+    @torch.no_grad()
+    def _drop_contradicted(self, pool_ids: torch.Tensor, confidence: torch.Tensor) -> Tuple[torch.Tensor, int]:
+        """``hdl_inject: confident``: remove from the pool the labels the model contradicts with a
+        higher confidence than the label's calibrated confidence (the classifier head on the
+        sample's latest weak-view features from the train steps; samples no step has seen keep their
+        label).  Returns the pool's sample indices and how many were removed."""
+        diag = self.hdl_state.diagnostics
+        diag._predict(self.model, self.device, pool_ids)
+        seen = diag.raw_feat[pool_ids].abs().sum(dim=1) > 0
+        drop = seen & (diag.logit_pred[pool_ids] != self.pool.labels[pool_ids]) & \
+            (diag.logit_conf[pool_ids] > confidence.to(diag.logit_conf.device))
+        gone = pool_ids[drop]
+        self.pool.labels[gone], self.pool.agreement[gone], self.pool.level[gone] = -1, 0.0, -1
+        return pool_ids[~drop], int(drop.sum())
 
     @property
     def refresh_records_path(self) -> str:

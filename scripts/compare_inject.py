@@ -1,0 +1,106 @@
+"""Which HDL labels should training use?  ``hdl_inject: all`` against ``confident`` on long-tailed digits.
+
+Runs (skipping finished ones; resumable) the long-tailed digits setting of the labeler issue
+(30 labels and 80 unlabeled images per class at the head, imbalance 10 on both, 400 iterations,
+refreshes at 100, 200, 300, 400) for FixMatch and FreeMatch + ABC: the base, HDL with every pool label
+injected, and HDL with the labels the model contradicts more confidently dropped.  Writes
+``OUT/table.md`` and ``OUT/results.csv``: final test accuracy per run, and at the last two refreshes
+the accuracy and coverage of what was injected next to the model's thresholded pseudo-labels
+(coverage, and accuracy on as many of its most confident samples as were injected).
+
+    python scripts/compare_inject.py [--out results/inject_rule] [--seeds 0 1] [--runs DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+SETTING = ["--num_labels", "30", "--lb_imb_ratio", "10", "--ulb_num_labels", "80", "--ulb_imb_ratio", "10",
+           "--num_train_iter", "400", "--num_eval_iter", "50", "--device", "cpu", "--no-progress"]
+HDL = ["--hdl_warmup_iter", "100", "--hdl_refresh_every", "100"]
+# name -> (config, extra arguments)
+CELLS = {
+    "fixmatch": ("fixmatch", []),
+    "hdl_fixmatch_all": ("hdl_fixmatch", HDL + ["--hdl_inject", "all"]),
+    "hdl_fixmatch_confident": ("hdl_fixmatch", HDL + ["--hdl_inject", "confident"]),
+    "freematch_abc": ("freematch", ["--imb_algorithm", "abc"]),
+    "hdl_freematch_abc_all": ("hdl_freematch", ["--imb_algorithm", "abc"] + HDL + ["--hdl_inject", "all"]),
+    "hdl_freematch_abc_confident": ("hdl_freematch", ["--imb_algorithm", "abc"] + HDL + ["--hdl_inject", "confident"]),
+}
+FIELDS = ["cell", "seed", "test_acc_final", "test_balanced_acc_final", "refresh_it", "injected_acc",
+          "injected_coverage", "model_acc_equal_injected", "model_coverage", "inject_dropped"]
+
+
+def run_cell(name: str, seed: int, runs: str) -> str:
+    config, extra = CELLS[name]
+    run_dir = os.path.join(runs, f"{name}_{seed}")
+    if not os.path.isfile(os.path.join(run_dir, "results.json")):
+        cmd = [os.path.join(os.path.dirname(sys.executable), "hdl-train"), "--config",
+               os.path.join(ROOT, "configs", "digits", f"{config}.yaml"), *SETTING, *extra, "--seed", str(seed),
+               "--save_dir", runs, "--save_name", f"{name}_{seed}", "--overwrite", "True"]
+        print(f"running {name} seed {seed}", flush=True)
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
+    return run_dir
+
+
+def rows_of(name: str, seed: int, run_dir: str):
+    res = json.load(open(os.path.join(run_dir, "results.json")))
+    base = {"cell": name, "seed": seed, "test_acc_final": res["test_acc_final"],
+            "test_balanced_acc_final": res["test_balanced_acc_final"]}
+    path = os.path.join(run_dir, "hdl_refresh.jsonl")
+    if not os.path.isfile(path):
+        return [base]
+    recs = [json.loads(line) for line in open(path) if line.strip()][-2:]
+    return [{**base, "refresh_it": r["it"], "injected_acc": r.get("hdl/injected_acc"),
+             "injected_coverage": r.get("hdl/injected_coverage"),
+             "model_acc_equal_injected": r.get("hdl/logit_acc_equal_injected"),
+             "model_coverage": r.get("hdl/logit_coverage"), "inject_dropped": r.get("hdl/inject_dropped")}
+            for r in recs]
+
+
+def fmt(v, pct=True):
+    if v is None or v == "":
+        return ""
+    return f"{100 * v:.1f}" if pct else f"{v:g}"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=os.path.join(ROOT, "results", "inject_rule"))
+    p.add_argument("--runs", default=os.path.join(ROOT, "bench", "inject_rule"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    args = p.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    rows = []
+    for seed in args.seeds:
+        for name in CELLS:
+            rows.extend(rows_of(name, seed, run_cell(name, seed, args.runs)))
+    fd, tmp = tempfile.mkstemp(dir=args.out, suffix=".csv")
+    with os.fdopen(fd, "w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, os.path.join(args.out, "results.csv"))
+    lines = ["| cell | seed | test acc | test bal. acc | refresh | injected acc | injected cov. | model acc at "
+             "equal coverage | model thresholded cov. | dropped |", "|---" * 10 + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join([r["cell"], str(r["seed"]), fmt(r["test_acc_final"]),
+                                        fmt(r["test_balanced_acc_final"]), str(r.get("refresh_it", "")),
+                                        fmt(r.get("injected_acc")), fmt(r.get("injected_coverage")),
+                                        fmt(r.get("model_acc_equal_injected")), fmt(r.get("model_coverage")),
+                                        fmt(r.get("inject_dropped"), pct=False)]) + " |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(args.out, "table.md.tmp"), "w") as f:
+        f.write(text)
+    os.replace(os.path.join(args.out, "table.md.tmp"), os.path.join(args.out, "table.md"))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
