@@ -41,7 +41,7 @@ def run_cell(name: str, seed: int, runs: str) -> str:
     config, extra = CELLS[name]
     run_dir = os.path.join(runs, f"{name}_{seed}")
     if not os.path.isfile(os.path.join(run_dir, "results.json")):
-        cmd = [os.path.join(os.path.dirname(sys.executable), "hdl-train"), "--config",
+        cmd = [sys.executable, "-c", "import sys; from hdl.commands import hdl_train; sys.exit(hdl_train())", "--config",
                os.path.join(ROOT, "configs", "digits", f"{config}.yaml"), *SETTING, *extra, "--seed", str(seed),
                "--save_dir", runs, "--save_name", f"{name}_{seed}", "--overwrite", "True"]
         print(f"running {name} seed {seed}", flush=True)
