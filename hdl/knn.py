@@ -35,8 +35,8 @@ logger = logging.getLogger("hdl")
 
 BACKENDS = ("auto", "torch", "faiss", "faiss-gpu")
 _INSTALL_HINT = (
-    "pip install faiss-cpu (or the GPU build through this package's `gpu` extra: "
-    "pip install 'hdl-ssl[gpu]'); the pure-torch backend works without it"
+    "pip install faiss-cpu (or the GPU build in its place, never both: pip uninstall -y faiss-cpu && "
+    "pip install faiss-gpu-cu12; README: GPU install); the pure-torch backend works without it"
 )
 # faiss CPU brute-force block sizes (query rows x base rows per BLAS call); larger than faiss's
 # defaults (4096 x 1024) for better matmul efficiency at the cost of a 128 MiB score buffer
@@ -132,8 +132,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             raise ImportError(f"backend={backend!r} needs faiss, which is not installed: {_INSTALL_HINT}")
         if chosen == "faiss-gpu" and faiss_num_gpus() == 0:
             raise ImportError("backend='faiss-gpu' needs a faiss build with GPU support and a visible GPU "
-                              "(faiss.get_num_gpus() == 0): pip install 'hdl-ssl[gpu]', or use "
-                              "backend='torch' or 'faiss'")
+                              "(faiss.get_num_gpus() == 0): pip uninstall -y faiss-cpu && pip install "
+                              "faiss-gpu-cu12, or use backend='torch' or 'faiss'")
     if chosen not in _logged_backends:
         _logged_backends.add(chosen)
         logger.info("kNN backend: %s (requested %r, input device %s)", chosen, backend, device)
