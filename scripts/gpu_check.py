@@ -32,8 +32,33 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ALGORITHMS = ("hdl_fixmatch", "hdl_freematch", "hdl_mixmatch", "hdl_remixmatch")
 # bank mode writes the bank in every step (the per-step path with the most device work)
 EMBED = {"hdl_fixmatch": "bank", "hdl_freematch": "ema_pass", "hdl_mixmatch": "bank", "hdl_remixmatch": "ema_pass"}
-REQUIRED = ("numpy", "scipy", "sklearn", "yaml", "ruamel.yaml", "tqdm", "PIL", "torchvision", "timm", "semilearn",
-            "faiss", "hdl")
+REQUIRED = ("numpy", "scipy", "sklearn", "yaml", "ruamel.yaml", "tqdm", "PIL", "torchvision", "timm", "progress",
+            "semilearn", "faiss", "hdl")
+
+
+# imported by ``import semilearn`` for hooks hdl-train never registers (use_wandb / use_aim are off)
+UNUSED_IMPORTS = ("wandb", "aim")
+
+
+def stand_in_for_unused_imports(names=UNUSED_IMPORTS) -> list:
+    """Empty modules for ``names`` that are not installed (the GPU machine has neither wandb nor
+    aim, and their wheels are large); any use of one raises.  Returns the names stood in for."""
+    import importlib.util
+    import types
+
+    made = []
+    for name in names:
+        if name in sys.modules or importlib.util.find_spec(name) is not None:
+            continue
+        mod = types.ModuleType(name)
+
+        def missing(attr, name=name):
+            raise AttributeError(f"{name} is not installed here (an empty stand-in from scripts/gpu_check.py); "
+                                 f"{name}.{attr} is not available")
+        mod.__getattr__ = missing
+        sys.modules[name] = mod
+        made.append(name)
+    return made
 
 
 def first_line(e: BaseException) -> str:
@@ -190,6 +215,7 @@ def cmd_refresh(args) -> int:
             if index != "exact" and _import_faiss() is None:
                 print(f"SKIPPED: refresh {n} x {args.dim} index {index}: faiss is not installed")
                 continue
+            print(f"INFO: refresh {n} x {args.dim} index {index} on {device}: starting", flush=True)
             try:
                 x, labels, truth = clustered(n, args.dim, args.classes, device)
                 if device.type == "cuda":
@@ -271,6 +297,10 @@ def main(argv=None) -> int:
     q.add_argument("--dim", type=int, default=128)
     q.add_argument("--k", type=int, default=20)
     args = p.parse_args(argv)
+    stood_in = stand_in_for_unused_imports()
+    if stood_in and args.part == "env":
+        print(f"INFO: {', '.join(stood_in)} not installed: empty stand-ins (semilearn imports them for hooks "
+              f"hdl-train never uses)")
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)

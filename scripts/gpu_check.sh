@@ -43,6 +43,7 @@ mkdir -p "$LOGS"
 REPORT="$LOGS/report.txt"
 : > "$REPORT"
 PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1  # a part stopped at its limit still shows what it printed
 say() { echo "$*" | tee -a "$REPORT"; }
 
 if [ -d "$WHEELS" ] && [ -z "${PYTHON:-}" ]; then

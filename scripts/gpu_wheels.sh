@@ -4,8 +4,10 @@
 #
 # The device runs in a copy of this working tree with Python 3.12 and torch for CUDA 13 already
 # installed and no network, so what the check needs beyond that travels as wheels, 64 MiB per call
-# in all: this project (built here), semilearn 0.3.2, ruamel.yaml<0.18 (semilearn's config loader)
-# and faiss-cpu for Python 3.12.  faiss-gpu does not travel (its CUDA wheel is far larger): the
+# in all: this project (built here), semilearn 0.3.2, ruamel.yaml<0.18 (semilearn's config loader),
+# progress (semilearn imports it) and faiss-cpu for Python 3.12; the rest semilearn needs is on the
+# machine (torch, torchvision, timm, scikit-learn, scipy, ...), except wandb and aim, for which
+# gpu_check.py puts empty stand-ins (semilearn imports them for hooks hdl-train never uses).  faiss-gpu does not travel (its CUDA wheel is far larger): the
 # FAISS GPU parity part of the check prints SKIPPED unless the machine has it.
 #
 #   bash scripts/gpu_wheels.sh [DIR] [EXTRA_REQUIREMENT ...]   # e.g. timm==0.9.16 for a bare machine
@@ -15,8 +17,8 @@ DIR=${1:-.gpu_wheels}
 shift || true
 PY=${PYTHON:-.venv/bin/python}
 rm -rf "$DIR" && mkdir -p "$DIR"
-# the project itself (pure python)
-"$PY" -m pip wheel --no-deps --no-build-isolation -q -w "$DIR" .
+# the project itself, and progress (imported by semilearn; an sdist only): pure python
+"$PY" -m pip wheel --no-deps --no-build-isolation -q -w "$DIR" . progress==1.6.1
 # pure-python wheels: any interpreter
 "$PY" -m pip download -q --no-deps -d "$DIR" semilearn==0.3.2 'ruamel.yaml<0.18' "$@"
 # compiled wheels for the device's interpreter

@@ -52,3 +52,18 @@ def test_the_training_part_fails_when_a_step_reads_back(tmp_path, monkeypatch, c
     rc = gpu_check.main(["train", "--device", "cpu", "--quick", "--algorithms", "hdl_fixmatch", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 1 and out.startswith("FAIL: train hdl_fixmatch on cpu: HostSyncError: Tensor.__float__")
+
+
+def test_stand_ins_for_modules_semilearn_imports_but_the_gpu_machine_lacks(monkeypatch):
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.pop(0)
+    name = "hdl_absent_module_for_this_test"
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    assert gpu_check.stand_in_for_unused_imports((name, "json")) == [name]  # json is installed: left alone
+    mod = __import__(name)
+    with pytest.raises(AttributeError, match="not installed here .*stand-in"):
+        mod.init()
+    sys.modules.pop(name)
