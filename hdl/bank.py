@@ -8,6 +8,10 @@ import torch
 import torch.nn.functional as F
 
 
+# the stored row types, by the name of the key hdl_bank_dtype
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
 class EmbeddingBank:
     """Stores the latest L2-normalised embedding of every training sample.
 
@@ -15,21 +19,28 @@ class EmbeddingBank:
         num_samples: number of training samples N (dataset indices are 0..N-1).
         dim: embedding dimension D.
         device: where the bank lives (``"cpu"`` by default); updates are moved there.
+        dtype: ``torch.float32`` (default) or ``torch.float16`` for the stored rows; float16 halves
+            the memory (1M x 128: 256 MB instead of 512 MB).  Rows are normalised in float32 and
+            then stored; readers upcast (:func:`hdl.refresh.refresh` searches in float32).
 
     State (saved by ``state_dict``):
-        ``feats``: float32 (N, D); rows never written are zeros.
+        ``feats``: (N, D) in ``dtype``; rows never written are zeros.
         ``counts``: int64 (N,); how many vectors each index has received (duplicates in one
         ``update`` call all count).  ``filled = counts > 0``.
     """
 
-    def __init__(self, num_samples: int, dim: int, device: Union[str, torch.device] = "cpu"):
+    def __init__(self, num_samples: int, dim: int, device: Union[str, torch.device] = "cpu",
+                 dtype: torch.dtype = torch.float32):
         for name, value in (("num_samples", num_samples), ("dim", dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if dtype not in DTYPES.values():
+            raise ValueError(f"dtype must be one of {[str(d) for d in DTYPES.values()]}, got {dtype!r}")
         self.num_samples = num_samples
         self.dim = dim
         self.device = torch.device(device)
-        self.feats = torch.zeros(num_samples, dim, dtype=torch.float32, device=self.device)
+        self.dtype = dtype
+        self.feats = torch.zeros(num_samples, dim, dtype=dtype, device=self.device)
         self.counts = torch.zeros(num_samples, dtype=torch.int64, device=self.device)
 
     def __len__(self) -> int:
@@ -45,15 +56,22 @@ class EmbeddingBank:
         return int(self.filled.sum())
 
     @torch.no_grad()
-    def update(self, idx: torch.Tensor, feats: torch.Tensor) -> None:
+    def update(self, idx: torch.Tensor, feats: torch.Tensor, check: bool = True) -> None:
         """Store ``feats`` (B, D) at dataset indices ``idx`` (B,) int64.
 
-        The vectors are detached, cast to float32, L2-normalised and moved to the bank's device.
-        When an index appears more than once in ``idx`` the last occurrence is stored.
+        The vectors are detached, cast to float32, L2-normalised, stored in the bank's dtype and
+        moved to the bank's device.  When an index appears more than once in ``idx`` the last
+        occurrence is stored.
+
+        ``check=False`` skips the value checks (index range, NaN/inf), which read values back to
+        the host; the write itself never does, so a trusted caller (the training step, with indices
+        it computed itself) updates a CUDA bank without a device->host synchronisation.  Types and
+        shapes are checked either way.  Unchecked, an index out of range fails in the indexing
+        (on CUDA: a device-side assert) and NaN rows are stored (the next search reports them).
 
         Raises:
             TypeError: ``idx`` not an integer tensor, ``feats`` not floating point.
-            ValueError: shape mismatch, index out of [0, N), or NaN/inf in ``feats``.
+            ValueError: shape mismatch, and with ``check``: index out of [0, N), NaN/inf in ``feats``.
         """
         if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"idx must be an int64 (or int32) tensor, got "
@@ -67,31 +85,31 @@ class EmbeddingBank:
         if idx.numel() == 0:
             return
         idx = idx.to(self.device, torch.int64)
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= self.num_samples:
-            raise ValueError(f"idx values must lie in [0, {self.num_samples}), got range [{lo}, {hi}]")
         x = feats.detach().to(self.device, torch.float32)
-        bad = int((~torch.isfinite(x)).any(dim=1).sum())
-        if bad:
-            raise ValueError(f"feats has {bad} row(s) with NaN or inf values")
-        x = F.normalize(x, dim=1)
-        uniq, inverse = torch.unique(idx, return_inverse=True)
-        pos = torch.arange(idx.numel(), device=self.device)
-        last = torch.full((uniq.numel(),), -1, dtype=torch.int64, device=self.device)
-        last.scatter_reduce_(0, inverse, pos, reduce="amax")
-        self.feats[uniq] = x[last]
-        self.counts += torch.bincount(idx, minlength=self.num_samples)
+        if check:
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0 or hi >= self.num_samples:
+                raise ValueError(f"idx values must lie in [0, {self.num_samples}), got range [{lo}, {hi}]")
+            bad = int((~torch.isfinite(x)).any(dim=1).sum())
+            if bad:
+                raise ValueError(f"feats has {bad} row(s) with NaN or inf values")
+        x = F.normalize(x, dim=1).to(self.dtype)
+        # every occurrence of an index writes the row of its last occurrence: the copies agree, so
+        # the result does not depend on the order of the writes
+        self.feats.index_copy_(0, idx, x[_last_occurrence(idx)])
+        self.counts.index_add_(0, idx, torch.ones_like(idx))
 
     def features(self) -> torch.Tensor:
-        """The stored (N, D) float32 matrix itself (not a copy); unfilled rows are zeros."""
+        """The stored (N, D) matrix itself (not a copy, in the bank's dtype); unfilled rows are zeros."""
         return self.feats
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
-        """Copies of ``feats`` (N, D) and ``counts`` (N,)."""
+        """Copies of ``feats`` (N, D, in the bank's dtype) and ``counts`` (N,)."""
         return {"feats": self.feats.clone(), "counts": self.counts.clone()}
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
-        """Restore from ``state_dict()`` output; sizes must match this bank's (N, D)."""
+        """Restore from ``state_dict()`` output; sizes must match this bank's (N, D).  ``feats`` of
+        either dtype loads and is cast to this bank's (a float32 state into a float16 bank rounds)."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
         missing = {"feats", "counts"} - set(state)
@@ -106,5 +124,22 @@ class EmbeddingBank:
         if tuple(counts.shape) != (self.num_samples,):
             raise ValueError(f"bank state 'counts' has shape {tuple(counts.shape)}, this bank expects "
                              f"({self.num_samples},)")
-        self.feats = feats.detach().to(self.device, torch.float32).clone()
+        if not torch.is_floating_point(feats):
+            raise TypeError(f"bank state 'feats' must be floating point, got {feats.dtype}")
+        self.feats = feats.detach().to(self.device, self.dtype).clone()
         self.counts = counts.detach().to(self.device, torch.int64).clone()
+
+
+def _last_occurrence(idx: torch.Tensor) -> torch.Tensor:
+    """int64 (B,): for each position of ``idx`` (B,), the position of the last occurrence of its
+    value.  Sort-based, without reading values back to the host."""
+    order = torch.sort(idx, stable=True).indices  # equal values keep their order of positions
+    s = idx[order]
+    pos = torch.arange(idx.numel(), device=idx.device)
+    run_end = torch.ones_like(s, dtype=torch.bool)
+    run_end[:-1] = s[1:] != s[:-1]
+    # each sorted position -> the first run end at or after it (a reversed running minimum)
+    end = torch.where(run_end, pos, torch.full_like(pos, idx.numel())).flip(0).cummin(0).values.flip(0)
+    out = torch.empty_like(idx)
+    out[order] = order[end]
+    return out

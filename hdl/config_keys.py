@@ -30,6 +30,7 @@ from numbers import Integral, Real
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 from hdl.ann import INDEXES
+from hdl.bank import DTYPES as BANK_DTYPES
 from hdl.knn import BACKENDS
 from hdl.labeling import DEFAULT_OPTIONS, OPTION_TABLE
 
@@ -116,6 +117,8 @@ def _declared() -> Dict[str, Key]:
             "confidence than the label's calibrated confidence is dropped at the refresh"),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
             "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
+        Key("hdl_bank_dtype", "hdl", "float32", lambda v: v in BANK_DTYPES, f"one of {list(BANK_DTYPES)}",
+            "stored type of the embedding bank's rows (float16 halves its memory; the search runs in float32)"),
         Key("hdl_k_max", "labeling", 50, lambda v: _int(v) and v >= 1, "an int >= 1",
             "neighbours kept in the kNN graph (clamped to the number of samples - 1)", int,
             option="k_max", flag="--k-max"),

@@ -6,11 +6,15 @@ of exactly tied scores):
 
 * ``"torch"``: blocked matrix multiply + ``topk`` on the input's device; the reference.
 * ``"faiss"``: ``faiss.IndexFlatIP`` on the CPU.
-* ``"faiss-gpu"``: ``faiss.GpuIndexFlatIP``; needs a faiss build with GPUs.
+* ``"faiss-gpu"``: ``faiss.GpuIndexFlatIP``; needs a faiss build with GPUs (``faiss-gpu-cu12``).
+  CUDA tensors go to it through ``faiss.contrib.torch_utils``: no host copy, results on the GPU.
 
-``"auto"`` picks faiss-gpu for CUDA inputs when faiss sees a GPU, faiss (CPU) for CPU inputs, and
-torch otherwise (a CUDA input without GPU faiss stays on its GPU with torch rather than being
-copied to a CPU index).  The choice is logged once per backend on the ``"hdl"`` logger.
+``"auto"`` picks faiss-gpu for CUDA inputs when faiss sees a GPU and a tiny test search on that
+device works, faiss (CPU) for CPU inputs, and torch otherwise: a CUDA input without GPU faiss
+stays on its GPU with torch rather than being copied to a CPU index.  When faiss reports a GPU
+but its test search fails (e.g. a faiss-gpu wheel built for another CUDA runtime than the one
+present), one warning says why and the torch backend runs on the GPU instead; it never raises.
+The choice is logged once per backend on the ``"hdl"`` logger.
 
 Sentinels: where fewer than ``k`` neighbours exist (``k`` larger than the base, or than the base
 minus the query itself under ``exclude_self``), the missing columns hold index ``-1`` and
@@ -19,6 +23,7 @@ similarity ``-inf``.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import warnings
 from typing import Optional, Tuple, Union
@@ -30,8 +35,8 @@ logger = logging.getLogger("hdl")
 
 BACKENDS = ("auto", "torch", "faiss", "faiss-gpu")
 _INSTALL_HINT = (
-    "pip install faiss-cpu (or the GPU build through this package's `gpu` extra: "
-    "pip install 'hdl-ssl[gpu]'); the pure-torch backend works without it"
+    "pip install faiss-cpu (or the GPU build in its place, never both: pip uninstall -y faiss-cpu && "
+    "pip install faiss-gpu-cu12; README: GPU install); the pure-torch backend works without it"
 )
 # faiss CPU brute-force block sizes (query rows x base rows per BLAS call); larger than faiss's
 # defaults (4096 x 1024) for better matmul efficiency at the cost of a 128 MiB score buffer
@@ -39,6 +44,7 @@ FAISS_BLAS_QUERY_BS = 16384
 FAISS_BLAS_DATABASE_BS = 2048
 _logged_backends: set = set()
 _gpu_resources: dict = {}
+_gpu_checked: dict = {}  # GPU id -> None when faiss-gpu's test search worked there, else why not
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
 
@@ -63,19 +69,55 @@ def faiss_num_gpus() -> int:
         return 0
 
 
+def _device_id(device: torch.device) -> int:
+    return device.index if device.type == "cuda" and device.index is not None else 0
+
+
+def faiss_gpu_problem(device: torch.device) -> Optional[str]:
+    """None when faiss's GPU index works on CUDA ``device`` (checked once per GPU with a 4-row
+    search), else why not, in words.  Never raises."""
+    device_id = _device_id(device)
+    if device_id in _gpu_checked:
+        return _gpu_checked[device_id]
+    faiss = _import_faiss()
+    if faiss is None:
+        why = "faiss is not installed"
+    elif faiss_num_gpus() == 0:
+        why = "faiss has no GPU (faiss.get_num_gpus() == 0: a CPU build, or no visible GPU)"
+    else:
+        try:
+            x = np.eye(4, dtype=np.float32)
+            index = _gpu_index(faiss, 4, device_id)
+            index.add(x)
+            _, idx = index.search(x, 1)
+            found = np.asarray(idx).reshape(-1)
+            why = None if np.array_equal(found, np.arange(4)) else f"a test search returned {found.tolist()}"
+        except Exception as e:  # e.g. a CUDA runtime the faiss-gpu wheel was not built for
+            why = f"{type(e).__name__}: {e}".strip()
+    _gpu_checked[device_id] = why
+    return why
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
     """Map ``backend`` (one of ``BACKENDS``) to the concrete backend that will run.
 
-    ``"auto"`` -> ``"faiss-gpu"`` if ``device`` is CUDA and faiss has GPUs; ``"faiss"`` if
-    ``device`` is the CPU and faiss is installed; ``"torch"`` otherwise (with a warning when faiss
-    is missing).  An explicit faiss backend that is unavailable raises ``ImportError``.
+    ``"auto"`` -> ``"faiss-gpu"`` if ``device`` is CUDA and faiss's GPU index works there
+    (:func:`faiss_gpu_problem`); ``"faiss"`` if ``device`` is the CPU and faiss is installed;
+    ``"torch"`` otherwise (with a warning when faiss is missing, or when faiss has a GPU that
+    fails its test search).  An explicit faiss backend that is unavailable raises ``ImportError``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     faiss = _import_faiss()
     if backend == "auto":
         if device.type == "cuda" and faiss_num_gpus() > 0:
-            chosen = "faiss-gpu"
+            first = _device_id(device) not in _gpu_checked
+            why = faiss_gpu_problem(device)
+            chosen = "faiss-gpu" if why is None else "torch"
+            if why is not None and first:
+                warnings.warn(f"faiss-gpu does not run on {device} ({why}); the kNN search uses the torch "
+                              "backend on the GPU instead. faiss-gpu-cu12 needs a CUDA 12 runtime next to "
+                              "torch's (README: GPU install); backend='torch' silences this", stacklevel=3)
         elif device.type == "cuda":
             chosen = "torch"
         elif faiss is not None:
@@ -90,8 +132,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             raise ImportError(f"backend={backend!r} needs faiss, which is not installed: {_INSTALL_HINT}")
         if chosen == "faiss-gpu" and faiss_num_gpus() == 0:
             raise ImportError("backend='faiss-gpu' needs a faiss build with GPU support and a visible GPU "
-                              "(faiss.get_num_gpus() == 0): pip install 'hdl-ssl[gpu]', or use "
-                              "backend='torch' or 'faiss'")
+                              "(faiss.get_num_gpus() == 0): pip uninstall -y faiss-cpu && pip install "
+                              "faiss-gpu-cu12, or use backend='torch' or 'faiss'")
     if chosen not in _logged_backends:
         _logged_backends.add(chosen)
         logger.info("kNN backend: %s (requested %r, input device %s)", chosen, backend, device)
@@ -143,17 +185,29 @@ def _gpu_index(faiss, dim: int, device_id: int):
     return faiss.GpuIndexFlatIP(res, dim, cfg)
 
 
+def _search_faiss_gpu(q: torch.Tensor, b: torch.Tensor, k: int,
+                      device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """faiss's GPU index on torch tensors (``faiss.contrib.torch_utils``: CUDA tensors are read
+    in place, results come back as tensors on their device)."""
+    faiss = _import_faiss()
+    try:
+        importlib.import_module("faiss.contrib.torch_utils")  # from here on faiss indexes take torch tensors
+        index = _gpu_index(faiss, b.shape[1], _device_id(device))
+        index.add(b.contiguous())
+        return index.search(q.contiguous(), k)
+    except Exception as e:
+        raise RuntimeError(f"backend='faiss-gpu' failed on {device} ({type(e).__name__}: {e}); "
+                           "backend='auto' falls back to torch on the GPU when faiss-gpu does not run "
+                           "(README: GPU install)") from e
+
+
 def _search_faiss(q: torch.Tensor, b: torch.Tensor, k: int, gpu: bool,
                   device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    if gpu:
+        return _search_faiss_gpu(q, b, k, device)
     faiss = _import_faiss()
     qn = np.ascontiguousarray(q.cpu().numpy(), dtype=np.float32)
     bn = np.ascontiguousarray(b.cpu().numpy(), dtype=np.float32)
-    if gpu:
-        device_id = device.index if device.type == "cuda" and device.index is not None else 0
-        index = _gpu_index(faiss, bn.shape[1], device_id)
-        index.add(bn)
-        sims, idx = index.search(qn, k)
-        return torch.from_numpy(sims), torch.from_numpy(idx)
     index = faiss.IndexFlatIP(bn.shape[1])
     index.add(bn)
     cvar = getattr(faiss, "cvar", None)

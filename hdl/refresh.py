@@ -57,7 +57,8 @@ def refresh(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, *, k_ma
         backend: kNN backend (:func:`hdl.knn.resolve_backend`).
         index: ``"exact"``, ``"ivf"``, ``"hnsw"`` or ``"auto"`` (:func:`hdl.ann.build_graph`).
         normalize: L2-normalise ``feats`` first; False for rows that already are (an
-            :class:`hdl.bank.EmbeddingBank`'s), which are then used bit for bit.
+            :class:`hdl.bank.EmbeddingBank`'s), which are then used bit for bit (float16 rows are
+            upcast to float32, exactly).
         options: :func:`hdl.labeling.hdl_label`'s keyword options.
     """
     validate_options(**options)  # fail before the search
@@ -71,7 +72,8 @@ def refresh(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, *, k_ma
     width = min(k_max, max(m - 1, 1))
     if k != "adaptive":
         options = {**options, "k": min(k, width)}
-    x = F.normalize(feats.float(), dim=1) if normalize else feats
+    # float32 for the search; a float16 bank's rows are upcast here (float32 input: the same tensor)
+    x = F.normalize(feats.float(), dim=1) if normalize else feats.float()
     sims, idx, info = build_graph(x, width, index=index, backend=backend)
     res = hdl_label(sims, idx, labels, num_classes, feats=x, **options)
     return Refresh(res, labels >= 0, sims, idx, width, backend, time.perf_counter() - t0, info)

@@ -139,7 +139,9 @@ def test_bad_hdl_settings(tmp_path):
                       ({"hdl_k_max": 0}, "hdl_k_max: expected an int >= 1, got 0"),
                       ({"hdl_k": 60}, "hdl_k: expected 1 <= hdl_k <= hdl_k_max=50, got 60"),
                       ({"hdl_level_quantile": 1.5}, "hdl_level_quantile: expected a float in"),
-                      ({"hdl_class_quota": -1.0}, "hdl_class_quota: expected None or a float > 0")):
+                      ({"hdl_class_quota": -1.0}, "hdl_class_quota: expected None or a float > 0"),
+                      ({"hdl_bank_dtype": "bfloat16"},
+                       r"^hdl_bank_dtype: expected one of \['float32', 'float16'\], got 'bfloat16'$")):
         with pytest.raises(ValueError, match=msg):  # the config check, or the settings read at construction
             runner.build_algorithm(make_args("fixmatch", tmp_path, "bad", algorithm="hdl_fixmatch", **over), tb=False)
 
@@ -201,13 +203,13 @@ def test_injected_rows_are_logged_and_are_the_pool_rows_of_the_batch(base, tmp_p
     for (idx, t), step in zip(seen, after):
         lab, _ = a.pool.lookup(a._ulb_global[idx.to(a.device)])
         lab = lab.cpu()
-        assert step["hdl/injected_rows"] == float((lab >= 0).sum())  # min_agreement 0: every pool row
-        assert step["hdl/batch_share"] == pytest.approx(float((lab >= 0).float().mean()))
+        assert float(step["hdl/injected_rows"]) == float((lab >= 0).sum())  # min_agreement 0: every pool row
+        assert float(step["hdl/batch_share"]) == pytest.approx(float((lab >= 0).float().mean()))
         if t is not None:
             assert torch.equal(t.dist.argmax(1)[t.rows].cpu(), lab[lab >= 0])
     # the bank, the pool and the targets live on the training device
     assert a.bank.features().device.type == device.type and a.pool.labels.device.type == device.type
-    assert sum(s["hdl/injected_rows"] for s in after) > 0
+    assert sum(float(s["hdl/injected_rows"]) for s in after) > 0
 
 
 def test_remixmatch_and_mixmatch_roles_get_the_pool_targets(tmp_path):
@@ -266,8 +268,8 @@ def test_pool_mode_mixes_pool_rows_into_the_labeled_batch(tmp_path, device):
         assert keep == b - len(want)
         assert torch.equal(y_after[:keep], y_before[:keep])  # ground truth kept in front
         assert torch.equal(y_after[keep:].cpu(), want)
-        assert step["hdl/batch_share"] == pytest.approx(len(want) / b)
-        assert step["hdl/injected_rows"] == 0.0  # the unlabeled loss stays the base's
+        assert float(step["hdl/batch_share"]) == pytest.approx(len(want) / b)
+        assert float(step["hdl/injected_rows"]) == 0.0  # the unlabeled loss stays the base's
 
 
 @pytest.mark.parametrize("weight_by_agreement", [False, True])
@@ -359,3 +361,21 @@ def test_confident_injection_drops_the_labels_the_model_contradicts_more_confide
     assert dropped == 1 and kept.tolist() == ulb[[0, 2, 3]].tolist()
     assert a.pool.labels[ulb].tolist() == [1, -1, 1, 1] and a.pool.level[ulb].tolist() == [1, -1, 1, 1]
     assert diag.logit_conf[ulb[1]].item() == pytest.approx(0.9, abs=1e-5)
+
+
+def test_float16_bank_trains_saves_and_loads_into_either_dtype(tmp_path):
+    args = make_args("fixmatch", tmp_path, "f16", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=4,
+                     hdl_warmup_iter=4, hdl_bank_dtype="float16")
+    a = runner.build_algorithm(args, tb=False)
+    a.train()
+    assert a.bank.features().dtype == torch.float16 and a.refresh_log[0]["hdl/pool_size"] > 0
+    ckpt = os.path.join(str(tmp_path), "f16", "latest_model.pth")
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)["hdl"]
+    assert saved["version"] == 2 and saved["bank"]["feats"].dtype == torch.float16
+    for dtype in ("float32", "float16"):
+        b = runner.build_algorithm(make_args("fixmatch", tmp_path, "f16", algorithm="hdl_fixmatch", num_train_iter=4,
+                                             hdl_bank_dtype=dtype, resume=True), tb=False)
+        b.load_model(ckpt)
+        assert b.bank.features().dtype == getattr(torch, dtype)
+        assert torch.equal(b.bank.features().float(), a.bank.features().float())
+        assert torch.equal(b.pool.labels, a.pool.labels)

@@ -131,3 +131,79 @@ def test_auto_backend_and_single_log_line(monkeypatch, caplog):
     if knn.faiss_num_gpus() == 0:
         with pytest.raises(ImportError, match="faiss-gpu"):
             knn_search(x, x, k=2, backend="faiss-gpu")
+
+
+REAL_FAISS = knn._import_faiss()
+
+
+def fake_gpu_faiss(broken: bool):
+    """A faiss module whose 'GPU' index is the real CPU flat index, or raises like a faiss-gpu wheel
+    built for another CUDA runtime."""
+    import types
+
+    real = REAL_FAISS
+
+    def resources():
+        if broken:
+            raise RuntimeError("Error in virtual void faiss::gpu::StandardGpuResourcesImpl::initializeForDevice(int) "
+                               "CUDA error 35 CUDA driver version is insufficient for CUDA runtime version")
+        return object()
+
+    class Config:
+        device = 0
+
+    return types.SimpleNamespace(get_num_gpus=lambda: 1, StandardGpuResources=resources, GpuIndexFlatConfig=Config,
+                                 GpuIndexFlatIP=lambda res, dim, cfg: real.IndexFlatIP(dim))
+
+
+@needs_faiss
+def test_auto_falls_back_to_torch_on_the_gpu_when_faiss_gpu_fails(monkeypatch, caplog):
+    """faiss reports a GPU but its index fails (CUDA runtime mismatch): one warning naming the
+    cause, then torch on the bank's GPU; never an exception.  No real GPU needed: the device is an
+    argument."""
+    fake = fake_gpu_faiss(broken=True)
+    monkeypatch.setattr(knn, "_import_faiss", lambda: fake)
+    monkeypatch.setattr(knn, "_logged_backends", set())
+    monkeypatch.setattr(knn, "_gpu_checked", {})
+    monkeypatch.setattr(knn, "_gpu_resources", {})
+    cuda = torch.device("cuda", 0)
+    with caplog.at_level(logging.INFO, logger="hdl"):
+        with pytest.warns(UserWarning) as record:
+            assert knn.resolve_backend("auto", cuda) == "torch"
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the second resolution warns no more
+            assert knn.resolve_backend("auto", cuda) == "torch"
+    msgs = [str(w.message) for w in record if "faiss-gpu" in str(w.message)]
+    assert len(msgs) == 1
+    assert "CUDA driver version is insufficient" in msgs[0] and "torch backend on the GPU" in msgs[0]
+    assert "CUDA 12 runtime" in msgs[0]
+    lines = [r.getMessage() for r in caplog.records if "kNN backend" in r.getMessage()]
+    assert lines == ["kNN backend: torch (requested 'auto', input device cuda:0)"]
+    # an explicit faiss-gpu is not replaced: it fails with the cause and the way out
+    x = unit(6, 3)
+    with pytest.raises(RuntimeError, match="backend='faiss-gpu' failed on cpu .*CUDA driver version"):
+        knn_search(x, x, k=2, backend="faiss-gpu")
+
+
+@needs_faiss
+def test_auto_picks_a_working_faiss_gpu_and_it_agrees_with_torch(monkeypatch):
+    fake = fake_gpu_faiss(broken=False)
+    monkeypatch.setattr(knn, "_import_faiss", lambda: fake)
+    monkeypatch.setattr(knn, "_logged_backends", set())
+    monkeypatch.setattr(knn, "_gpu_checked", {})
+    monkeypatch.setattr(knn, "_gpu_resources", {})
+    assert knn.resolve_backend("auto", torch.device("cuda")) == "faiss-gpu"
+    assert knn.faiss_gpu_problem(torch.device("cuda")) is None
+    x = unit(40, 8, seed=4)
+    s_gpu, i_gpu = knn_graph(x, k=5, backend="faiss-gpu")  # through faiss.contrib.torch_utils, tensors in and out
+    s_t, i_t = knn_graph(x, k=5, backend="torch")
+    assert torch.equal(i_gpu, i_t) and torch.allclose(s_gpu, s_t, atol=1e-5)
+
+
+def test_no_gpu_in_faiss_keeps_a_cuda_bank_on_torch(monkeypatch):
+    monkeypatch.setattr(knn, "faiss_num_gpus", lambda: 0)
+    monkeypatch.setattr(knn, "_logged_backends", set())
+    assert knn.resolve_backend("auto", torch.device("cuda")) == "torch"
+    monkeypatch.setattr(knn, "_gpu_checked", {})
+    assert "faiss has no GPU" in knn.faiss_gpu_problem(torch.device("cuda")) or knn._import_faiss() is None

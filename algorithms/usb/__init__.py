@@ -6,7 +6,8 @@ an exact resume restores beyond weights (:mod:`.resume_state`: random states, da
 fault injection for the crash tests (:mod:`.faults`), run settings
 read from USB's ``args`` (:mod:`.settings`), data sets (:mod:`.datasets`), network builders
 (:mod:`.nets`), the ``hdl_*`` wrappers (:mod:`.hdl_wrapper`), the one seam through which HDL
-targets reach a base algorithm's unlabeled loss (:mod:`.seam`), the embedding pass over the
+targets reach a base algorithm's unlabeled loss (:mod:`.seam`), the host-synchronisation checks of
+HDL's per-step code (:mod:`.host_sync`), the embedding pass over the
 training set (:mod:`.embedding`), semantic supervised losses (:mod:`.semantic_loss`) and USB's
 imbalance algorithms (:mod:`.imbalance`).
 

@@ -117,10 +117,13 @@ class RefreshDiagnostics:
 
 
 class HDLState:
-    """HDL's state across steps: the embedding bank, the label pool, the diagnostics."""
+    """HDL's state across steps: the embedding bank (float32 or float16 rows, ``hdl_bank_dtype``),
+    the label pool, the diagnostics.  The bank's rows are saved in the dtype they are held in and
+    load into a bank of either dtype (cast), so the format (version 2) does not depend on it."""
 
-    def __init__(self, num_samples: int, dim: int, device: torch.device | str = "cpu"):
-        self.bank = EmbeddingBank(num_samples, dim, device=device)
+    def __init__(self, num_samples: int, dim: int, device: torch.device | str = "cpu",
+                 bank_dtype: torch.dtype = torch.float32):
+        self.bank = EmbeddingBank(num_samples, dim, device=device, dtype=bank_dtype)
         self.pool = LabelPool(num_samples, device=device)
         self.diagnostics = RefreshDiagnostics(num_samples, dim, device=device)
 

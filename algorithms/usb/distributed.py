@@ -111,13 +111,21 @@ def barrier() -> None:
 
 
 @torch.no_grad()
-def gather_rows(idx: torch.Tensor, feats: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def gather_rows(idx: torch.Tensor, feats: torch.Tensor, equal_sizes: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """All-gather every process's (index (B_r,), rows (B_r, D)) in rank order; the row counts may
-    differ between processes.  One process: the inputs as they are."""
+    differ between processes.  ``equal_sizes``: the caller knows every process has as many rows
+    (a train step's batch), so the counts are not exchanged and nothing is read on the host.  One
+    process: the inputs as they are."""
     if not active():
         return idx, feats
     world = dist.get_world_size()
     device = feats.device
+    if equal_sizes:
+        all_i = [torch.empty_like(idx) for _ in range(world)]
+        all_f = [torch.empty_like(feats) for _ in range(world)]
+        dist.all_gather(all_i, idx.contiguous())
+        dist.all_gather(all_f, feats.contiguous())
+        return torch.cat(all_i), torch.cat(all_f)
     n = torch.tensor([idx.shape[0]], dtype=torch.int64, device=device)
     sizes = [torch.zeros_like(n) for _ in range(world)]
     dist.all_gather(sizes, n)

@@ -48,12 +48,14 @@ from semilearn.core.hooks import Hook
 from semilearn.core.utils import ALGORITHMS
 
 from hdl import config_keys
+from hdl.bank import DTYPES as BANK_DTYPES
 from hdl.knn import resolve_backend
 from hdl.refresh import refresh as refresh_labels
 
 from . import distributed
 from .device import DeviceMixin
 from .faults import fault_point
+from .host_sync import per_step
 from .diagnostics import HDLState, RefreshEvent
 from .seam import TargetSeam, Targets
 from .semantic_loss import SemanticLossMixin
@@ -83,6 +85,7 @@ class HDLSettings:
     weight_by_agreement: bool
     inject: str = "all"
     labeling: Mapping[str, Any] = field(default_factory=dict)
+    bank_dtype: str = "float32"
 
     @property
     def k(self):
@@ -105,7 +108,7 @@ class HDLSettings:
             raise ValueError(f"hdl_k: expected 1 <= hdl_k <= hdl_k_max={labeling['k_max']}, got {labeling['k']}")
         return cls(v["hdl_enable"], v["hdl_warmup_iter"], v["hdl_refresh_every"], v["hdl_use"], v["hdl_embed"],
                    v["hdl_gt_ratio"], v["hdl_min_agreement"], v["hdl_weight_by_agreement"], v["hdl_inject"],
-                   labeling)
+                   labeling, v["hdl_bank_dtype"])
 
 
 class HDLRefreshHook(Hook):
@@ -151,7 +154,7 @@ class HDLMixin:
         dim = self.model.num_features if hasattr(self.model, "num_features") else 1
         # bank, pool, diagnostics and the index maps live on the training device: the steps read
         # the pool and write the bank there, and the refresh searches where the bank is
-        self.hdl_state = HDLState(n, dim, device=self.device)
+        self.hdl_state = HDLState(n, dim, device=self.device, bank_dtype=BANK_DTYPES[self.hdl.bank_dtype])
         self._lb_global = torch.as_tensor(info.lb_idx, dtype=torch.long).to(self.device)
         self._ulb_global = torch.as_tensor(info.ulb_idx, dtype=torch.long).to(self.device)
         train_y = torch.full((n,), -1, dtype=torch.long)
@@ -194,23 +197,27 @@ class HDLMixin:
         return self.hdl.enable and self._pool_nonempty
 
     # ------------------------------------------------------------------ per step
-    def _batch_targets(self, idx_ulb) -> Optional[Targets]:
-        """The pool's targets for this unlabeled batch (None when it covers no row)."""
+    def _batch_targets(self, idx_ulb) -> Targets:
+        """The pool's targets for this unlabeled batch (their rows may be all False).  Fixed
+        shapes, nothing read back to the host (:mod:`.host_sync`)."""
         g = self._ulb_global[idx_ulb.to(self.device)]
         lab, agr = self.pool.lookup(g)
         has = (lab >= 0) & (agr >= self.hdl.min_agreement)
-        if not has.any():
-            return None
         weight = agr if self.hdl.weight_by_agreement else torch.ones_like(agr)
         return Targets.one_hot(has, lab, weight, self.num_classes)
 
     def _hdl_step(self, base_step, idx_lb, idx_ulb, x_ulb_w, kw: Dict[str, torch.Tensor]):
-        """Run the base train step with this batch's HDL targets, then feed the bank."""
+        """Run the base train step with this batch's HDL targets, then feed the bank.
+
+        HDL's own work here runs in :func:`.host_sync.per_step` and reads no tensor value on the
+        host (the logged figures stay 0-dim device tensors until USB's logging formats them),
+        except in ``hdl_use: pool``, where the number of rows mixed into the labeled batch is read."""
         targets = keep = None
         if self.hdl.enable and idx_ulb is not None and self.hdl_active:
-            targets = self._batch_targets(idx_ulb)
-        mixed = 0
-        if targets is not None and self.hdl.use == "pool":
+            with per_step():
+                targets = self._batch_targets(idx_ulb)
+        mixed = None
+        if targets is not None and self.hdl.use == "pool":  # the one mode that syncs (layout of the batch)
             kw, keep = self._mix_pool_into_labeled(kw, x_ulb_w, targets)
             mixed, targets = (0 if keep is None else kw["y_lb"].shape[0] - keep), None
         if targets is not None:
@@ -221,14 +228,18 @@ class HDLMixin:
             self.seam.abort()
             raise
         injected = self.seam.end()
-        if self.hdl.enable:
-            self._update_bank(out_dict.get("feat", {}), idx_lb, idx_ulb, keep)
-        if self.hdl_active:
-            log_dict["hdl/injected_rows"] = float(injected)
-            if targets is not None:
-                log_dict["hdl/batch_share"] = injected / float(targets.rows.shape[0])
-            elif self.hdl.use == "pool":
-                log_dict["hdl/batch_share"] = mixed / float(kw["y_lb"].shape[0])
+        with per_step():
+            if self.hdl.enable:
+                self._update_bank(out_dict.get("feat", {}), idx_lb, idx_ulb, keep)
+            if self.hdl_active:
+                if injected is not None:
+                    injected = injected.float()
+                    log_dict["hdl/injected_rows"] = injected
+                    log_dict["hdl/batch_share"] = injected / targets.rows.shape[0]
+                else:
+                    log_dict["hdl/injected_rows"] = 0.0
+                    if mixed is not None:
+                        log_dict["hdl/batch_share"] = mixed / float(kw["y_lb"].shape[0])
         return out_dict, log_dict
 
     def _mix_pool_into_labeled(self, kw, x_ulb_w, targets: Targets):
@@ -249,22 +260,25 @@ class HDLMixin:
     def _update_bank(self, feat: Dict[str, Any], idx_lb, idx_ulb, keep: Optional[int] = None):
         """Store this step's features: the unlabeled weak-view features for the diagnostics and,
         with ``hdl_embed: bank``, the bank (with ``ema_pass`` each refresh rewrites the whole
-        bank, so per-step writes would be wasted).  ``keep``: only the first rows of the labeled
+        bank, so per-step writes would be wasted); without host-side checks (``check=False``):
+        the indices come from this wrapper's own maps.  ``keep``: only the first rows of the labeled
         batch are ground-truth samples (pool mode)."""
         if not isinstance(feat, dict):
             return
         fl = feat.get("x_lb")
         if self.hdl.embed == "bank" and idx_lb is not None and torch.is_tensor(fl) and fl.shape[0] == idx_lb.shape[0]:
             n = idx_lb.shape[0] if keep is None else keep
-            # several processes: every process writes every process's rows (all-gathered)
+            # several processes: every process writes every process's rows (all-gathered); indices of
+            # our own maps: no host-side checks
             self.bank.update(*distributed.gather_rows(self._lb_global[idx_lb[:n].to(self.device)],
-                                                      fl[:n].detach().float()))
+                                                      fl[:n].detach().float(), equal_sizes=keep is None), check=False)
         fw = feat.get("x_ulb_w")
         if idx_ulb is not None and torch.is_tensor(fw) and fw.shape[0] == idx_ulb.shape[0]:
-            g, fw = distributed.gather_rows(self._ulb_global[idx_ulb.to(self.device)], fw.detach().float())
+            g, fw = distributed.gather_rows(self._ulb_global[idx_ulb.to(self.device)], fw.detach().float(),
+                                            equal_sizes=True)  # every process draws a full unlabeled batch
             self.hdl_state.diagnostics.record(g, fw)  # the diagnostics use these in both embedding modes
             if self.hdl.embed == "bank":
-                self.bank.update(g, fw)
+                self.bank.update(g, fw, check=False)  # indices of our own maps: no host-side checks
 
     # ------------------------------------------------------------------ refresh
     def maybe_refresh(self):

@@ -30,6 +30,8 @@ import torch
 
 from semilearn.core.hooks import Hook
 
+from .host_sync import per_step
+
 # base -> ((hook name or None for a method role, function name), ...)
 ROLES: Dict[str, Tuple[Tuple[Optional[str], str], ...]] = {
     "fixmatch": (("MaskingHook", "masking"), ("PseudoLabelingHook", "gen_ulb_targets")),
@@ -50,12 +52,16 @@ class Targets:
 
     @classmethod
     def one_hot(cls, rows: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, num_classes: int) -> "Targets":
-        dist = torch.nn.functional.one_hot(labels.clamp(min=0), num_classes).float()
+        """One-hot targets of ``labels`` int64 (B,) (-1 allowed outside ``rows``); built by a
+        scatter, which reads nothing back to the host (``F.one_hot`` may check the range)."""
+        dist = torch.zeros(labels.shape[0], num_classes, dtype=torch.float32, device=labels.device)
+        dist.scatter_(1, labels.clamp(min=0).unsqueeze(1), 1.0)
         return cls(rows, dist, weight.float())
 
     @property
-    def count(self) -> int:
-        return int(self.rows.sum())
+    def count(self) -> torch.Tensor:
+        """0-dim int64 tensor on the targets' device: the number of rows HDL covers."""
+        return self.rows.sum()
 
 
 class TargetSeam:
@@ -94,12 +100,13 @@ class TargetSeam:
         self._targets = targets
         self._calls = {fn: 0 for _, fn in self.roles}
 
-    def end(self) -> int:
-        """Close the step: every role must have been called.  Returns the injected row count."""
+    def end(self) -> Optional[torch.Tensor]:
+        """Close the step: every role must have been called.  Returns the injected row count (a
+        0-dim tensor, read by nothing here: no host synchronisation), None without targets."""
         targets, calls = self._targets, self._calls
         self._targets, self._calls = None, {}
         if targets is None:
-            return 0
+            return None
         missing = [fn for fn, n in calls.items() if n == 0]
         if missing:
             raise RuntimeError(f"HDL seam: role(s) {missing} of {self.base_name} were not called during the "
@@ -121,18 +128,17 @@ class TargetSeam:
             raise RuntimeError(f"HDL seam: role {fn_name!r} of {self.base_name} returned "
                                f"{tuple(getattr(out, 'shape', ()))}, expected {rows} rows (the unlabeled batch)")
         self._calls[fn_name] += 1
-        out = out.clone()
-        has = t.rows
-        if fn_name == "masking":
-            out[has] = t.weight[has].to(out.dtype)
-        elif fn_name == "gen_ulb_targets" and out.dim() == 1:
-            out[has] = t.dist[has].argmax(dim=1).to(out.dtype)
-        else:
+        with per_step():
+            # torch.where keeps the shapes fixed: no boolean indexing, nothing read on the host
+            has = t.rows
+            if fn_name == "masking":
+                return torch.where(has, t.weight.to(out.dtype), out)
+            if fn_name == "gen_ulb_targets" and out.dim() == 1:
+                return torch.where(has, t.dist.argmax(dim=1).to(out.dtype), out)
             if out.dim() != 2 or out.shape[1] != t.dist.shape[1]:
                 raise RuntimeError(f"HDL seam: role {fn_name!r} of {self.base_name} returned "
                                    f"{tuple(out.shape)}, expected (B, {t.dist.shape[1]}) class scores")
-            out[has] = t.dist[has].to(out.dtype)
-        return out
+            return torch.where(has.unsqueeze(1), t.dist.to(out.dtype), out)
 
 
 class RoleHook:
