@@ -1,14 +1,16 @@
-"""Which HDL labels should training use?  ``hdl_inject: all`` against ``confident`` on long-tailed digits.
+"""Which HDL labels should training use?  ``hdl_inject: all`` against ``confident``, long-tailed data.
 
-Runs (skipping finished ones; resumable) the long-tailed digits setting of the labeler issue
-(30 labels and 80 unlabeled images per class at the head, imbalance 10 on both, 400 iterations,
-refreshes at 100, 200, 300, 400) for FixMatch and FreeMatch + ABC: the base, HDL with every pool label
-injected, and HDL with the labels the model contradicts more confidently dropped.  Writes
+Runs (skipping finished ones; resumable) one setting for two bases: the base, HDL with every pool
+label injected, and HDL with the labels the model contradicts more confidently dropped.
+``digits_lt10``: the long-tailed digits setting of the labeler issue (30 labels and 80 unlabeled
+images per class at the head, imbalance 10 on both, 400 iterations, refreshes every 100), FixMatch
+and FreeMatch + ABC.  ``fmnist_lt100``: the Fashion-MNIST imbalance-100 setting of the offline
+benchmark (1,000 iterations, refreshes every 250), FixMatch and FreeMatch.  Writes
 ``OUT/table.md`` and ``OUT/results.csv``: final test accuracy per run, and at the last two refreshes
 the accuracy and coverage of what was injected next to the model's thresholded pseudo-labels
 (coverage, and accuracy on as many of its most confident samples as were injected).
 
-    python scripts/compare_inject.py [--out results/inject_rule] [--seeds 0 1] [--runs DIR]
+    python scripts/compare_inject.py [--setting digits_lt10|fmnist_lt100] [--seeds 0 1] [--runs DIR]
 """
 from __future__ import annotations
 
@@ -21,30 +23,53 @@ import sys
 import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-SETTING = ["--num_labels", "30", "--lb_imb_ratio", "10", "--ulb_num_labels", "80", "--ulb_imb_ratio", "10",
-           "--num_train_iter", "400", "--num_eval_iter", "50", "--device", "cpu", "--no-progress"]
-HDL = ["--hdl_warmup_iter", "100", "--hdl_refresh_every", "100"]
-# name -> (config, extra arguments)
-CELLS = {
-    "fixmatch": ("fixmatch", []),
-    "hdl_fixmatch_all": ("hdl_fixmatch", HDL + ["--hdl_inject", "all"]),
-    "hdl_fixmatch_confident": ("hdl_fixmatch", HDL + ["--hdl_inject", "confident"]),
-    "freematch_abc": ("freematch", ["--imb_algorithm", "abc"]),
-    "hdl_freematch_abc_all": ("hdl_freematch", ["--imb_algorithm", "abc"] + HDL + ["--hdl_inject", "all"]),
-    "hdl_freematch_abc_confident": ("hdl_freematch", ["--imb_algorithm", "abc"] + HDL + ["--hdl_inject", "confident"]),
+# setting -> (config folder, arguments of every run, arguments of the HDL runs, cells: name -> (config,
+# extra arguments))
+_DIGITS_HDL = ["--hdl_warmup_iter", "100", "--hdl_refresh_every", "100"]
+_FMNIST_HDL = ["--hdl_warmup_iter", "250", "--hdl_refresh_every", "250"]
+SETTINGS = {
+    # the long-tailed digits run of the labeler issue: 30 / 80 images per class at the head, imbalance 10
+    "digits_lt10": ("digits", ["--num_labels", "30", "--lb_imb_ratio", "10", "--ulb_num_labels", "80",
+                               "--ulb_imb_ratio", "10", "--num_train_iter", "400", "--num_eval_iter", "50"],
+                    _DIGITS_HDL, {
+                        "fixmatch": ("fixmatch", []),
+                        "hdl_fixmatch_all": ("hdl_fixmatch", ["--hdl_inject", "all"]),
+                        "hdl_fixmatch_confident": ("hdl_fixmatch", ["--hdl_inject", "confident"]),
+                        "freematch_abc": ("freematch", ["--imb_algorithm", "abc"]),
+                        "hdl_freematch_abc_all": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject", "all"]),
+                        "hdl_freematch_abc_confident": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
+                                                                          "confident"]),
+                    }),
+    # the fmnist_lt_100 setting of configs/bench/fashion_mnist_offline.yaml (needs dataset-fashion-mnist)
+    "fmnist_lt100": ("fashion_mnist", ["--num_labels", "150", "--lb_imb_ratio", "100", "--ulb_num_labels", "3000",
+                                       "--ulb_imb_ratio", "100", "--include_lb_to_ulb", "False",
+                                       "--num_train_iter", "1000", "--num_eval_iter", "250"],
+                     _FMNIST_HDL, {
+                         "fixmatch": ("fixmatch", []),
+                         "hdl_fixmatch_all": ("hdl_fixmatch", ["--hdl_inject", "all"]),
+                         "hdl_fixmatch_confident": ("hdl_fixmatch", ["--hdl_inject", "confident"]),
+                         "freematch": ("freematch", []),
+                         "hdl_freematch_all": ("hdl_freematch", ["--hdl_inject", "all"]),
+                         "hdl_freematch_confident": ("hdl_freematch", ["--hdl_inject", "confident"]),
+                     }),
 }
 FIELDS = ["cell", "seed", "test_acc_final", "test_balanced_acc_final", "refresh_it", "injected_acc",
           "injected_coverage", "model_acc_equal_injected", "model_coverage", "inject_dropped"]
 
 
-def run_cell(name: str, seed: int, runs: str) -> str:
-    config, extra = CELLS[name]
+def run_cell(setting: str, name: str, seed: int, runs: str) -> str:
+    folder, common, hdl, cells = SETTINGS[setting]
+    config, extra = cells[name]
+    if config.startswith("hdl_"):
+        extra = hdl + extra
+    runs = os.path.join(runs, setting)
     run_dir = os.path.join(runs, f"{name}_{seed}")
     if not os.path.isfile(os.path.join(run_dir, "results.json")):
         cmd = [sys.executable, "-c", "import sys; from hdl.commands import hdl_train; sys.exit(hdl_train())", "--config",
-               os.path.join(ROOT, "configs", "digits", f"{config}.yaml"), *SETTING, *extra, "--seed", str(seed),
+               os.path.join(ROOT, "configs", folder, f"{config}.yaml"), *common, *extra, "--device", "cpu",
+               "--no-progress", "--seed", str(seed),
                "--save_dir", runs, "--save_name", f"{name}_{seed}", "--overwrite", "True"]
-        print(f"running {name} seed {seed}", flush=True)
+        print(f"running {setting} {name} seed {seed}", flush=True)
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
     return run_dir
 
@@ -72,15 +97,17 @@ def fmt(v, pct=True):
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=os.path.join(ROOT, "results", "inject_rule"))
+    p.add_argument("--setting", choices=sorted(SETTINGS), default="digits_lt10")
+    p.add_argument("--out", default=None, help="default: results/inject_rule/SETTING")
     p.add_argument("--runs", default=os.path.join(ROOT, "bench", "inject_rule"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = p.parse_args(argv)
+    args.out = args.out or os.path.join(ROOT, "results", "inject_rule", args.setting)
     os.makedirs(args.out, exist_ok=True)
     rows = []
     for seed in args.seeds:
-        for name in CELLS:
-            rows.extend(rows_of(name, seed, run_cell(name, seed, args.runs)))
+        for name in SETTINGS[args.setting][3]:
+            rows.extend(rows_of(name, seed, run_cell(args.setting, name, seed, args.runs)))
     fd, tmp = tempfile.mkstemp(dir=args.out, suffix=".csv")
     with os.fdopen(fd, "w", newline="") as f:
         w = csv.DictWriter(f, FIELDS)
