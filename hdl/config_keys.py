@@ -37,7 +37,7 @@ from hdl.labeling import DEFAULT_OPTIONS, OPTION_TABLE
 GROUPS = ("hdl", "labeling", "semantic", "run")
 HDL_USES = ("target", "pool")
 HDL_EMBEDS = ("bank", "ema_pass")
-HDL_INJECTS = ("all", "confident")
+HDL_INJECTS = ("all", "confident", "calibrated")
 SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
 SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
 # labeling options whose key is not hdl_<option>
@@ -114,7 +114,9 @@ def _declared() -> Dict[str, Key]:
             "HDL labels whose vote agreement is below this are not used in training", float),
         Key("hdl_inject", "hdl", "all", lambda v: v in HDL_INJECTS, f"one of {list(HDL_INJECTS)}",
             "all: every pool label is used; confident: a pool label the model contradicts with a higher "
-            "confidence than the label's calibrated confidence is dropped at the refresh"),
+            "confidence than the label's calibrated confidence is dropped at the refresh; calibrated: a pool "
+            "label whose calibrated confidence is below the model's pseudo-label threshold (p_cutoff, else "
+            "0.95) is dropped"),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
             "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
         Key("hdl_bank_dtype", "hdl", "float32", lambda v: v in BANK_DTYPES, f"one of {list(BANK_DTYPES)}",

@@ -1,7 +1,9 @@
 """Which HDL labels should training use?  ``hdl_inject: all`` against ``confident``, long-tailed data.
 
 Runs (skipping finished ones; resumable) one setting for two bases: the base, HDL with every pool
-label injected, and HDL with the labels the model contradicts more confidently dropped.
+label injected (``all``), HDL with the labels the model contradicts more confidently dropped
+(``confident``), and HDL with the labels whose calibrated confidence is below the model's threshold
+dropped (``calibrated``).
 ``digits_lt10``: the long-tailed digits setting of the labeler issue (30 labels and 80 unlabeled
 images per class at the head, imbalance 10 on both, 400 iterations, refreshes every 100), FixMatch
 and FreeMatch + ABC.  ``fmnist_lt100``: the Fashion-MNIST imbalance-100 setting of the offline
@@ -39,6 +41,9 @@ SETTINGS = {
                         "hdl_freematch_abc_all": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject", "all"]),
                         "hdl_freematch_abc_confident": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
                                                                           "confident"]),
+                        "hdl_fixmatch_calibrated": ("hdl_fixmatch", ["--hdl_inject", "calibrated"]),
+                        "hdl_freematch_abc_calibrated": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
+                                                                           "calibrated"]),
                     }),
     # the fmnist_lt_100 setting of configs/bench/fashion_mnist_offline.yaml (needs dataset-fashion-mnist)
     "fmnist_lt100": ("fashion_mnist", ["--num_labels", "150", "--lb_imb_ratio", "100", "--ulb_num_labels", "3000",
@@ -51,6 +56,8 @@ SETTINGS = {
                          "freematch": ("freematch", []),
                          "hdl_freematch_all": ("hdl_freematch", ["--hdl_inject", "all"]),
                          "hdl_freematch_confident": ("hdl_freematch", ["--hdl_inject", "confident"]),
+                         "hdl_fixmatch_calibrated": ("hdl_fixmatch", ["--hdl_inject", "calibrated"]),
+                         "hdl_freematch_calibrated": ("hdl_freematch", ["--hdl_inject", "calibrated"]),
                      }),
 }
 FIELDS = ["cell", "seed", "test_acc_final", "test_balanced_acc_final", "refresh_it", "injected_acc",

@@ -356,7 +356,7 @@ def test_confident_injection_drops_the_labels_the_model_contradicts_more_confide
         a.model.classifier.weight.zero_()
         a.model.classifier.weight[:, :10] = torch.eye(10)
     calibrated = torch.tensor([0.7, 0.7, 0.7, 0.7])  # the labels' calibrated confidence
-    kept, dropped = a._drop_contradicted(ulb, calibrated)
+    kept, dropped = a._drop_less_reliable(ulb, calibrated)
     # dropped: sample 1 only (contradicted at 0.9 > 0.7); sample 2 is contradicted at 0.6 < 0.7
     assert dropped == 1 and kept.tolist() == ulb[[0, 2, 3]].tolist()
     assert a.pool.labels[ulb].tolist() == [1, -1, 1, 1] and a.pool.level[ulb].tolist() == [1, -1, 1, 1]
@@ -379,3 +379,15 @@ def test_float16_bank_trains_saves_and_loads_into_either_dtype(tmp_path):
         assert b.bank.features().dtype == getattr(torch, dtype)
         assert torch.equal(b.bank.features().float(), a.bank.features().float())
         assert torch.equal(b.pool.labels, a.pool.labels)
+
+
+def test_calibrated_injection_drops_the_labels_below_the_models_threshold(tmp_path):
+    a = runner.build_algorithm(make_args("fixmatch", tmp_path, "cal", algorithm="hdl_fixmatch",
+                                         hdl_inject="calibrated"), tb=False)
+    assert a.p_cutoff == 0.95
+    ulb = a._ulb_global[:4]
+    a.pool.assign(ulb, torch.tensor([1, 2, 3, 4]), torch.full((4,), 0.8), torch.ones(4, dtype=torch.long),
+                  torch.zeros(4, dtype=torch.bool))
+    kept, dropped = a._drop_less_reliable(ulb, torch.tensor([0.99, 0.95, 0.94, 0.5]))
+    assert dropped == 2 and kept.tolist() == ulb[:2].tolist()
+    assert a.pool.labels[ulb].tolist() == [1, 2, -1, -1]

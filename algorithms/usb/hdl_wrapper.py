@@ -315,8 +315,8 @@ class HDLMixin:
         fault_point("refresh")
         pool_ids = self.pool.assign(ids, res.labels, res.agreement, res.level, lb_in)
         dropped = None
-        if self.hdl.inject == "confident" and res.confidence is not None:
-            pool_ids, dropped = self._drop_contradicted(pool_ids, res.confidence[r.new])
+        if self.hdl.inject != "all" and res.confidence is not None:
+            pool_ids, dropped = self._drop_less_reliable(pool_ids, res.confidence[r.new])
         self._pool_nonempty = self.pool.nonempty
         digests = None
         if self.procs.distributed:  # every process must now hold the identical pool
@@ -349,16 +349,26 @@ class HDLMixin:
         return stats
 
     @torch.no_grad()
-    def _drop_contradicted(self, pool_ids: torch.Tensor, confidence: torch.Tensor) -> Tuple[torch.Tensor, int]:
-        """``hdl_inject: confident``: remove from the pool the labels the model contradicts with a
-        higher confidence than the label's calibrated confidence (the classifier head on the
-        sample's latest weak-view features from the train steps; samples no step has seen keep their
-        label).  Returns the pool's sample indices and how many were removed."""
-        diag = self.hdl_state.diagnostics
-        diag._predict(self.model, self.device, pool_ids)
-        seen = diag.raw_feat[pool_ids].abs().sum(dim=1) > 0
-        drop = seen & (diag.logit_pred[pool_ids] != self.pool.labels[pool_ids]) & \
-            (diag.logit_conf[pool_ids] > confidence.to(diag.logit_conf.device))
+    def _drop_less_reliable(self, pool_ids: torch.Tensor, confidence: torch.Tensor) -> Tuple[torch.Tensor, int]:
+        """Remove from the pool the labels training should not use (``hdl_inject``), given their
+        calibrated ``confidence`` (float (P,), the order of ``pool_ids``):
+
+        * ``confident``: the labels the model contradicts with a higher confidence (the classifier
+          head on the sample's latest weak-view features from the train steps; samples no step has
+          seen keep their label);
+        * ``calibrated``: the labels below the model's own pseudo-label threshold (``p_cutoff``,
+          0.95 for bases without one), the bar the model's labels pass.
+
+        Returns the pool's sample indices and how many were removed."""
+        confidence = confidence.to(self.pool.device)
+        if self.hdl.inject == "calibrated":
+            drop = confidence < float(getattr(self, "p_cutoff", 0.95) or 0.95)
+        else:
+            diag = self.hdl_state.diagnostics
+            diag._predict(self.model, self.device, pool_ids)
+            seen = diag.raw_feat[pool_ids].abs().sum(dim=1) > 0
+            drop = seen & (diag.logit_pred[pool_ids] != self.pool.labels[pool_ids]) & \
+                (diag.logit_conf[pool_ids] > confidence.to(diag.logit_conf.device))
         gone = pool_ids[drop]
         self.pool.labels[gone], self.pool.agreement[gone], self.pool.level[gone] = -1, 0.0, -1
         return pool_ids[~drop], int(drop.sum())
