@@ -108,13 +108,23 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=None, help="default: results/inject_rule/SETTING")
     p.add_argument("--runs", default=os.path.join(ROOT, "bench", "inject_rule"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--cells", nargs="+", default=None, help="only these cells (default: all of the setting), in "
+                   "this order; finished runs of other cells still enter the table")
     args = p.parse_args(argv)
     args.out = args.out or os.path.join(ROOT, "results", "inject_rule", args.setting)
     os.makedirs(args.out, exist_ok=True)
     rows = []
+    cells = SETTINGS[args.setting][3]
+    unknown = sorted(set(args.cells or []) - set(cells))
+    if unknown:
+        p.error(f"--cells: unknown {unknown}; {args.setting} has {sorted(cells)}")
     for seed in args.seeds:
-        for name in SETTINGS[args.setting][3]:
-            rows.extend(rows_of(name, seed, run_cell(args.setting, name, seed, args.runs)))
+        for name in args.cells or cells:
+            run_cell(args.setting, name, seed, args.runs)
+        for name in cells:  # the table: every finished run of the setting
+            run_dir = os.path.join(args.runs, args.setting, f"{name}_{seed}")
+            if os.path.isfile(os.path.join(run_dir, "results.json")):
+                rows.extend(rows_of(name, seed, run_dir))
     fd, tmp = tempfile.mkstemp(dir=args.out, suffix=".csv")
     with os.fdopen(fd, "w", newline="") as f:
         w = csv.DictWriter(f, FIELDS)
