@@ -278,6 +278,7 @@ def _ivf_cell(x, given, truth, c, rows, ref, method, max_search_s, labels_path) 
     s = torch.where(i >= 0, s, torch.full_like(s, float("-inf")))
     sims, idx = _drop_self(s, i, K)
     out["search_s"] = time.perf_counter() - t0
+    del index, s, i  # as in build_graph: only the graph outlives the search
     print(f"  ivf search: {out['search_s']:.1f} s", flush=True)
     lab, lab_s, res = label(sims, idx, given, c, x)
     np.save(labels_path, lab)
@@ -351,6 +352,7 @@ def run_cell(cache: str, kind: str, n: int, method: str, threads: int = 2,
         else:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     row["peak_gib"] = peak_gib()
+    row["load_avg_1min"] = os.getloadavg()[0]  # the machine is shared: other jobs slow every figure
     return row
 
 
@@ -450,7 +452,7 @@ def table(rows: List[dict]) -> str:
 CSV_FIELDS = ["kind", "n", "method", "threads", "classes", "labeled", "params", "build_s", "search_s", "label_s",
               "total_s", "peak_gib", "recall", "agreement", "accuracy", "purity", "chosen_k", "rounds",
               "exact_search_s", "exact_estimated", "total_over_exact", "queries", "query_s", "estimated",
-              "gflops", "peak_gflops", "share_of_peak", "skipped"]
+              "gflops", "peak_gflops", "share_of_peak", "skipped", "load_avg_1min"]
 
 
 def write_outputs(cache: str, out: str) -> List[dict]:
