@@ -42,13 +42,15 @@ IVF_TRAIN_ROWS_PER_CELL = 64
 class GraphInfo:
     """How a graph was built: ``index`` (exact | ivf | hnsw), its ``params``, ``recall`` (share
     of the exact top-k found, over ``recall_queries`` sampled rows; None when not measured or
-    exact), ``seconds`` to build and search."""
+    exact), ``seconds`` to build and search, of which ``build_seconds`` built the index (train +
+    add; 0 for exact search)."""
 
     index: str
     params: Dict[str, Any] = field(default_factory=dict)
     recall: Optional[float] = None
     recall_queries: int = 0
     seconds: float = 0.0
+    build_seconds: float = 0.0
 
 
 def resolve_index(index: str, n: int) -> str:
@@ -137,6 +139,7 @@ def build_graph(feats: ArrayLike, k: int, index: str = "auto", backend: str = "a
     xn = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
     k_eff = min(k, n - 1)
     faiss_index = _faiss_index(kind, xn, params, seed)
+    build_seconds = time.perf_counter() - t0
     s, i = faiss_index.search(xn, k_eff + 1)
     s, i = torch.from_numpy(s), torch.from_numpy(i).long()
     s = torch.where(i >= 0, s, torch.full_like(s, float("-inf")))
@@ -151,4 +154,4 @@ def build_graph(feats: ArrayLike, k: int, index: str = "auto", backend: str = "a
         g = torch.Generator().manual_seed(seed)
         rows = torch.randperm(n, generator=g)[:m]
         recall = graph_recall(x, idx, rows, backend=backend if backend != "faiss-gpu" else "auto")
-    return sims.to(device), idx.to(device), GraphInfo(kind, params, recall, m, seconds)
+    return sims.to(device), idx.to(device), GraphInfo(kind, params, recall, m, seconds, build_seconds)

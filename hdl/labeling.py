@@ -454,6 +454,14 @@ def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: 
     if options.get("diffusion_weight", DEFAULT_OPTIONS["diffusion_weight"]) > 0:
         options["diffusion"] = _diffusion(graph_sims, graph_idx, kept, num_classes,
                                           options.get("diffusion_alpha", DEFAULT_OPTIONS["diffusion_alpha"]))
+    if options.get("class_quota", DEFAULT_OPTIONS["class_quota"]) is not None and options.get("quota_weights") is None:
+        # the same kept labels at every candidate k: estimate the class weights (a kNN vote of every
+        # unlabeled row among the given labels for class_prior "vote") once, not once per candidate
+        feats = options.get("feats")
+        feats_ok = isinstance(feats, torch.Tensor) and feats.dim() == 2 and feats.shape[0] == labels.shape[0]
+        options["quota_weights"] = class_weights(kept, num_classes,
+                                                 options.get("class_prior", DEFAULT_OPTIONS["class_prior"]),
+                                                 feats if feats_ok else None)
     se = {}
     for k in sorted({k for k in ks if k < top} | {top}):
         res = hdl_label(graph_sims, graph_idx, kept, num_classes, k=k, **options)
@@ -511,7 +519,8 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
               class_similarity: Optional[torch.Tensor] = None,
               class_groups: Optional[torch.Tensor] = None, diffusion_weight: float = 0.5,
               diffusion_alpha: float = 0.9, diffusion_prior: str = "none", k_cap: str = "smallest_class",
-              diffusion: Optional[torch.Tensor] = None) -> LabelResult:
+              diffusion: Optional[torch.Tensor] = None,
+              quota_weights: Optional[torch.Tensor] = None) -> LabelResult:
     """Label the unlabeled samples of a kNN graph by hierarchical dynamic labeling.
 
     Args:
@@ -531,6 +540,10 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             ``labels`` over this graph with ``alpha = diffusion_alpha`` (used when
             ``diffusion_weight > 0``; computed here when None).  A caller labeling one graph many
             times passes it to solve once.
+        quota_weights: optional precomputed :func:`class_weights` ``(labels, num_classes,
+            class_prior, feats)`` (None: computed here, where it is cheap when the rule is
+            uniform and a kNN vote of every unlabeled row among the given labels otherwise); a
+            caller labeling one graph many times with the same labels passes it.
 
     Returns:
         :class:`LabelResult`.  With no unlabeled sample, or no labeled one, ``labels`` is
@@ -580,7 +593,8 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
 
     class_w = None
     if class_quota is not None:
-        class_w = class_weights(labels, num_classes, class_prior, feats if feats_ok else None)
+        class_w = quota_weights if quota_weights is not None else \
+            class_weights(labels, num_classes, class_prior, feats if feats_ok else None)
     if diffusion_weight > 0:
         z = diffusion if diffusion is not None else _diffusion(graph_sims, graph_idx, labels, num_classes,
                                                                 diffusion_alpha)
