@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -86,15 +86,17 @@ def conjugate_gradient(matvec, b: torch.Tensor, iters: int = 20, tol: float = 1e
 @torch.no_grad()
 def diffusion_scores(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor,
                      num_classes: int, k: int = 50, gamma: float = 3.0, alpha: float = 0.99,
-                     iters: int = 20) -> torch.Tensor:
-    """Diffused class scores float32 (N, C) >= 0 (module docstring, steps 1-4)."""
+                     iters: int = 20, affinity: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Diffused class scores float32 (N, C) >= 0 (module docstring, steps 1-4).  ``affinity``: the
+    :func:`normalized_affinity` of this graph with this ``k`` and ``gamma``, when the caller diffuses
+    several label sets over one graph (it does not depend on the labels)."""
     _check_inputs(graph_sims, graph_idx, labels, num_classes)
     for name, v, ok in (("k", k, isinstance(k, int) and k >= 1), ("gamma", gamma, gamma > 0),
                         ("alpha", alpha, 0 <= alpha < 1), ("iters", iters, isinstance(iters, int) and iters >= 1)):
         if not ok:
             raise ValueError(f"{name} out of range: got {v!r} (k, iters: int >= 1; gamma > 0; 0 <= alpha < 1)")
     n = labels.shape[0]
-    wn = normalized_affinity(graph_sims, graph_idx, k, gamma)
+    wn = normalized_affinity(graph_sims, graph_idx, k, gamma) if affinity is None else affinity
     y = torch.zeros(n, num_classes, dtype=torch.float32, device=labels.device)
     lab = labels >= 0
     if lab.any():

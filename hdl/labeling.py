@@ -110,7 +110,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from hdl.diffusion import diffusion_scores
+from hdl.diffusion import diffusion_scores, normalized_affinity
 from hdl.graph_labels import LabelResult, _check_inputs, _is_int, _is_real  # noqa: F401  (re-exported)
 from hdl.knn import knn_search
 
@@ -386,9 +386,10 @@ def choose_k(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Te
     return int(ks[judged & (cand >= best)].max()), scores
 
 
-def _diffusion(graph_sims, graph_idx, labels, num_classes, alpha) -> torch.Tensor:
+def _diffusion(graph_sims, graph_idx, labels, num_classes, alpha, affinity=None) -> torch.Tensor:
 
-    return diffusion_scores(graph_sims, graph_idx, labels, num_classes, k=graph_idx.shape[1], alpha=alpha)
+    return diffusion_scores(graph_sims, graph_idx, labels, num_classes, k=graph_idx.shape[1], alpha=alpha,
+                            affinity=affinity)
 
 
 def smallest_class_size(labels: torch.Tensor) -> Optional[int]:
@@ -428,7 +429,7 @@ def balanced_accuracy_se(pred: torch.Tensor, truth: torch.Tensor) -> Tuple[float
 def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor,
                      num_classes: int, min_pairs: int = 20, ks: Tuple[int, ...] = HELDOUT_KS,
                      max_k: Optional[int] = None, heldout: Optional[Dict[int, Tuple[torch.Tensor, torch.Tensor]]] = None,
-                     **options) -> Tuple[int, torch.Tensor]:
+                     affinity: Optional[torch.Tensor] = None, **options) -> Tuple[int, torch.Tensor]:
     """Adaptive k chosen transductively on held-out given labels (ours; the one-SE rule of
     cross-validation).
 
@@ -443,7 +444,8 @@ def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: 
 
     Returns (k, scores float32 (K,): the held-out class-balanced accuracy at the candidates, NaN
     elsewhere).  ``heldout``: a dict that receives, per judged k, the held-out samples'
-    (agreement, correct) from that labeling (for :func:`calibrate_confidence`).
+    (agreement, correct) from that labeling (for :func:`calibrate_confidence`).  ``affinity``: the
+    graph's :func:`hdl.diffusion.normalized_affinity` when the caller built it already.
     """
     top = graph_idx.shape[1] if max_k is None else min(max_k, graph_idx.shape[1])
     scores = torch.full((graph_idx.shape[1],), float("nan"), dtype=torch.float32, device=graph_idx.device)
@@ -453,7 +455,7 @@ def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: 
     kept = torch.where(held, torch.full_like(labels, -1), labels)
     if options.get("diffusion_weight", DEFAULT_OPTIONS["diffusion_weight"]) > 0:
         options["diffusion"] = _diffusion(graph_sims, graph_idx, kept, num_classes,
-                                          options.get("diffusion_alpha", DEFAULT_OPTIONS["diffusion_alpha"]))
+                                          options.get("diffusion_alpha", DEFAULT_OPTIONS["diffusion_alpha"]), affinity)
     if options.get("class_quota", DEFAULT_OPTIONS["class_quota"]) is not None and options.get("quota_weights") is None:
         # the same kept labels at every candidate k: estimate the class weights (a kNN vote of every
         # unlabeled row among the given labels for class_prior "vote") once, not once per candidate
@@ -520,7 +522,7 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
               class_groups: Optional[torch.Tensor] = None, diffusion_weight: float = 0.5,
               diffusion_alpha: float = 0.9, diffusion_prior: str = "none", k_cap: str = "smallest_class",
               diffusion: Optional[torch.Tensor] = None,
-              quota_weights: Optional[torch.Tensor] = None) -> LabelResult:
+              quota_weights: Optional[torch.Tensor] = None, affinity: Optional[torch.Tensor] = None) -> LabelResult:
     """Label the unlabeled samples of a kNN graph by hierarchical dynamic labeling.
 
     Args:
@@ -544,6 +546,9 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             class_prior, feats)`` (None: computed here, where it is cheap when the rule is
             uniform and a kNN vote of every unlabeled row among the given labels otherwise); a
             caller labeling one graph many times with the same labels passes it.
+        affinity: optional :func:`hdl.diffusion.normalized_affinity` of this graph over its full
+            width (None: built here once, when the diffusion blend needs it, and shared by the
+            held-out k choice and the final labeling).
 
     Returns:
         :class:`LabelResult`.  With no unlabeled sample, or no labeled one, ``labels`` is
@@ -576,8 +581,11 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
     if k == "adaptive" and adaptive_rule == "heldout":
         inner = {name: value for name, value in opts.items()
                  if name not in ("k", "adaptive_rule", "delta", "k_min", "min_pairs", "k_cap")}
+        if diffusion_weight > 0 and diffusion is None and affinity is None:
+            # the graph's diffusion affinity serves the held-out and the final diffusion: build it once
+            affinity = normalized_affinity(graph_sims, graph_idx, graph_idx.shape[1])
         k, k_scores = choose_k_heldout(graph_sims, graph_idx, labels, num_classes, min_pairs,
-                                       max_k=cap, heldout=heldout, feats=feats, **inner)
+                                       max_k=cap, heldout=heldout, feats=feats, affinity=affinity, **inner)
     elif k == "adaptive":
         k, k_scores = choose_k(graph_sims, graph_idx, labels, num_classes, adaptive_rule, delta,
                                k_min, min_pairs, weighting, gamma)
@@ -597,7 +605,7 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             class_weights(labels, num_classes, class_prior, feats if feats_ok else None)
     if diffusion_weight > 0:
         z = diffusion if diffusion is not None else _diffusion(graph_sims, graph_idx, labels, num_classes,
-                                                                diffusion_alpha)
+                                                                diffusion_alpha, affinity)
         if z.shape != (n, num_classes):
             raise ValueError(f"diffusion must have shape ({n}, {num_classes}), got {tuple(z.shape)}")
         post = z.to(dev).float()
