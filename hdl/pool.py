@@ -61,6 +61,12 @@ class LabelPool:
         self.level[target] = level.to(self.device)[new]
         return target
 
+    @torch.no_grad()
+    def remove(self, ids: torch.Tensor) -> None:
+        """Take the samples ``ids`` (int64) out of the pool (label and level -1, agreement 0)."""
+        ids = ids.to(self.device)
+        self.labels[ids], self.agreement[ids], self.level[ids] = -1, 0.0, -1
+
     def lookup(self, ids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(labels int64 (B,), agreement float32 (B,)) of the samples ``ids`` (-1 / 0 where none)."""
         ids = ids.to(self.device)

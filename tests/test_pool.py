@@ -86,3 +86,12 @@ def test_relabel_runs_the_same_refresh():
     res = relabel(x, given, y, k_max=10, backend="torch", k=5)
     r = refresh(torch.from_numpy(x), torch.from_numpy(given), 3, k_max=10, backend="torch", k=5)
     assert np.array_equal(res.labels, r.result.labels.numpy()) and res.chosen_k == r.result.chosen_k
+
+
+def test_remove_takes_samples_out_of_the_pool():
+    pool = LabelPool(5)
+    pool.assign(torch.arange(4), torch.tensor([1, 2, 3, 4]), torch.full((4,), 0.5), torch.ones(4, dtype=torch.long),
+                torch.zeros(4, dtype=torch.bool))
+    pool.remove(torch.tensor([1, 3]))
+    assert pool.labels.tolist() == [1, -1, 3, -1, -1] and pool.level.tolist() == [1, -1, 1, -1, -1]
+    assert pool.agreement.tolist() == [0.5, 0.0, 0.5, 0.0, 0.0] and pool.size == 2

@@ -73,6 +73,15 @@ def resolve_device(spec: str) -> torch.device:
     return dev
 
 
+def place_hook_after(algorithm, hook, name: str, after: str) -> None:
+    """Put ``hook`` (as ``name``, with the priority of hook ``after``) right after hook ``after`` in
+    ``algorithm``'s hook order, which USB otherwise decides by priority alone."""
+    at = next(i for i, h in enumerate(algorithm._hooks) if h.name == after)
+    hook.name, hook.priority = name, algorithm._hooks[at].priority
+    algorithm._hooks.insert(at + 1, hook)
+    algorithm.hooks_dict = type(algorithm.hooks_dict)((h.name, h) for h in algorithm._hooks)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -395,12 +404,7 @@ class DeviceMixin:
                 continue
             new.priority, new.name = hook.priority, hook.name
             self._hooks[i] = new
-        # right after USB's parameter update, before its EMA update
-        at = next(i for i, h in enumerate(self._hooks) if h.name == "ParamUpdateHook") + 1
-        sync = BufferSyncHook()
-        sync.name, sync.priority = "BufferSyncHook", self._hooks[at - 1].priority
-        self._hooks.insert(at, sync)
-        self.hooks_dict = type(self.hooks_dict)((h.name, h) for h in self._hooks)
+        place_hook_after(self, BufferSyncHook(), "BufferSyncHook", "ParamUpdateHook")  # before USB's EMA update
         self.register_hook(StepStateHook(entering=True), "StepEnterHook", "HIGHEST")
         self.register_hook(PlacementHook(), "PlacementHook", "HIGHEST")
         self.register_hook(StepStateHook(entering=False), "StepExitHook", "LOWEST")
@@ -526,18 +530,15 @@ class DeviceMixin:
                 epoch, batches = epoch + 1, 0
             self.start_epoch = self.epoch = epoch
             self._epoch_batches = batches
-            rng = checkpoint["rng"]
+            self._resume_point = {"epoch": epoch, "batches": batches, "rng": checkpoint["rng"]}
             saved_world = int(checkpoint.get("world_size", 1))
-            ranks = checkpoint.get("rng_ranks")
-            if saved_world == self.procs.world_size and ranks is not None:
-                rng = ranks[self.procs.rank]
-            elif saved_world != self.procs.world_size:
+            if saved_world != self.procs.world_size:
                 log.warning("resume: the checkpoint was written by %d process(es), this run has %d; the model, "
                             "optimizer and HDL state continue, but the data order and random states differ from an "
                             "uninterrupted run", saved_world, self.procs.world_size)
-            self._resume_point = {"epoch": epoch, "batches": batches, "rng": rng}
-            if ranks is not None and saved_world == self.procs.world_size:
-                self._resume_point["rng_ranks"] = ranks
+            elif checkpoint.get("rng_ranks") is not None:  # each process continues from its own states
+                ranks = checkpoint["rng_ranks"]
+                self._resume_point.update(rng=ranks[self.procs.rank], rng_ranks=ranks)
             saved_threads = checkpoint.get("threads")
             if saved_threads is not None and saved_threads != torch.get_num_threads():
                 log.warning("resume: the checkpoint was written with %d thread(s), this process uses %d; the "

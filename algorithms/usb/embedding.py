@@ -15,8 +15,8 @@ def embed_training_set(alg, batch_size: int = 256, positions: Optional[torch.Ten
                        device: Optional[torch.device] = None) -> Tuple[np.ndarray, torch.Tensor]:
     """Training indices (N,) int64 and EMA-model features (N, D) float32 of every training sample
     of the run, evaluation transform, in increasing training index; on the CPU unless ``device``
-    is given.  ``positions``: only these positions of that order (one process's share when
-    several train together)."""
+    is given.  ``positions``: only these (increasing) positions of that order (one process's share
+    when several train together)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
     data = alg.dataset_dict["embed"]
@@ -25,7 +25,6 @@ def embed_training_set(alg, batch_size: int = 256, positions: Optional[torch.Ten
     if positions is not None:
         pos = positions.cpu().numpy()
         data, index = torch.utils.data.Subset(data, pos.tolist()), index[pos]
-        where = {int(p): i for i, p in enumerate(pos)}
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
     net = alg.ema_model
     was_training = net.training
@@ -37,7 +36,8 @@ def embed_training_set(alg, batch_size: int = 256, positions: Optional[torch.Ten
             out = net(batch["x_lb"].to(alg.device), only_feat=True).float().to(out_device)
             if feats.shape[1] == 0:
                 feats = torch.empty(len(index), out.shape[1], device=out_device)
-            rows = batch["idx_lb"] if positions is None else torch.tensor([where[int(p)] for p in batch["idx_lb"]])
+            # a Subset yields the full set's positions; its own row is the rank among the sorted positions
+            rows = batch["idx_lb"] if positions is None else torch.searchsorted(positions.cpu(), batch["idx_lb"])
             feats[rows.to(out_device)] = out
     finally:
         net.train(was_training)

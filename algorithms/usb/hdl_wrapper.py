@@ -53,7 +53,7 @@ from hdl.knn import resolve_backend
 from hdl.refresh import refresh as refresh_labels
 
 from . import distributed
-from .device import DeviceMixin
+from .device import DeviceMixin, place_hook_after
 from .faults import fault_point
 from .host_sync import per_step
 from .diagnostics import HDLState, RefreshEvent
@@ -184,12 +184,8 @@ class HDLMixin:
     # ------------------------------------------------------------------ hooks
     def set_hooks(self):
         super().set_hooks()
-        self.register_hook(HDLRefreshHook(), "HDLRefreshHook", "HIGH")
         # refresh after the parameter and EMA updates, before validation and checkpointing
-        hook = self._hooks.pop(next(i for i, h in enumerate(self._hooks) if h.name == "HDLRefreshHook"))
-        at = next(i for i, h in enumerate(self._hooks) if h.name == "EMAHook") + 1
-        self._hooks.insert(at, hook)
-        self.hooks_dict = type(self.hooks_dict)((h.name, h) for h in self._hooks)
+        place_hook_after(self, HDLRefreshHook(), "HDLRefreshHook", "EMAHook")
         self.seam.install(self)
 
     @property
@@ -369,8 +365,7 @@ class HDLMixin:
             seen = diag.raw_feat[pool_ids].abs().sum(dim=1) > 0
             drop = seen & (diag.logit_pred[pool_ids] != self.pool.labels[pool_ids]) & \
                 (diag.logit_conf[pool_ids] > confidence.to(diag.logit_conf.device))
-        gone = pool_ids[drop]
-        self.pool.labels[gone], self.pool.agreement[gone], self.pool.level[gone] = -1, 0.0, -1
+        self.pool.remove(pool_ids[drop])
         return pool_ids[~drop], int(drop.sum())
 
     @property
