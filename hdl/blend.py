@@ -5,6 +5,11 @@ training refresh; DASO, CVPR 2022, blends similarity-based and linear pseudo-lab
 row, ``v`` the rows of ``votes`` normalised to sum 1; a row of ``votes`` without mass (a sample the
 labeler did not reach) keeps the model's row.  ``weight`` is a float in [0, 1] or a float tensor
 (N,) of per-sample weights in [0, 1] (e.g. a calibrated confidence).
+
+``neighbourhood_votes(graph_sims, graph_idx, labels, num_classes, k, rows)`` is the labeler's class
+distribution used by ``hdl_inject: blend`` in training: for each of ``rows``, the cosine-weighted
+(max(sim, 0)) votes of the labels of its closed neighbourhood, the sample itself (similarity 1)
+and its first ``k`` graph neighbours, over the labels after the labeling (given and HDL).
 """
 
 from __future__ import annotations
@@ -12,6 +17,30 @@ from __future__ import annotations
 from typing import Union
 
 import torch
+
+
+def neighbourhood_votes(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor,
+                        num_classes: int, k: int, rows: torch.Tensor) -> torch.Tensor:
+    """Float32 (R, C) votes (not normalised) of ``rows`` (int64 (R,) row numbers of the graph):
+    ``graph_sims`` float (M, K) / ``graph_idx`` int64 (M, K) the kNN graph (self excluded, -1 =
+    missing), ``labels`` int64 (M,) in [-1, C) (-1: no label, no vote), ``k`` >= 1 the columns
+    used (clamped to K)."""
+    if graph_sims.shape != graph_idx.shape or graph_idx.dim() != 2:
+        raise ValueError(f"graph_sims and graph_idx must both have shape (M, K), got {tuple(graph_sims.shape)} "
+                         f"and {tuple(graph_idx.shape)}")
+    if labels.shape != (graph_idx.shape[0],):
+        raise ValueError(f"labels must have shape ({graph_idx.shape[0]},), got {tuple(labels.shape)}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    k = min(k, graph_idx.shape[1])
+    nb = graph_idx[rows, :k]
+    nl = torch.where(nb >= 0, labels[nb.clamp(min=0)], -1)
+    w = torch.where(nl >= 0, graph_sims[rows, :k].float().clamp(min=0), 0.0)
+    own = labels[rows]
+    nl = torch.cat([own[:, None], nl], dim=1)
+    w = torch.cat([(own >= 0).float()[:, None], w], dim=1)
+    out = torch.zeros(len(rows), num_classes, dtype=torch.float32, device=graph_sims.device)
+    return out.scatter_add_(1, nl.clamp(min=0), w)
 
 
 def blend_distributions(votes: torch.Tensor, probs: torch.Tensor,

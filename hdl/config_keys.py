@@ -37,7 +37,7 @@ from hdl.labeling import DEFAULT_OPTIONS, OPTION_TABLE
 GROUPS = ("hdl", "labeling", "semantic", "run")
 HDL_USES = ("target", "pool")
 HDL_EMBEDS = ("bank", "ema_pass")
-HDL_INJECTS = ("all", "confident", "calibrated")
+HDL_INJECTS = ("all", "confident", "calibrated", "blend")
 SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
 SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
 # labeling options whose key is not hdl_<option>
@@ -112,11 +112,15 @@ def _declared() -> Dict[str, Key]:
             "pool mode: least share of ground truth per labeled batch", float),
         Key("hdl_min_agreement", "hdl", 0.0, lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]",
             "HDL labels whose vote agreement is below this are not used in training", float),
-        Key("hdl_inject", "hdl", "all", lambda v: v in HDL_INJECTS, f"one of {list(HDL_INJECTS)}",
+        Key("hdl_inject", "hdl", "blend", lambda v: v in HDL_INJECTS, f"one of {list(HDL_INJECTS)}",
             "all: every pool label is used; confident: a pool label the model contradicts with a higher "
             "confidence than the label's calibrated confidence is dropped at the refresh; calibrated: a pool "
             "label whose calibrated confidence is below the model's pseudo-label threshold (p_cutoff, else "
-            "0.95) is dropped"),
+            "0.95) is dropped; blend: each pool label becomes the argmax of hdl_blend_weight x the label "
+            "distribution of the sample's neighbourhood + (1 - hdl_blend_weight) x the model's probabilities"),
+        Key("hdl_blend_weight", "hdl", 0.5, lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]",
+            "hdl_inject blend: weight of HDL's neighbourhood distribution against the model's probabilities",
+            float),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
             "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
         Key("hdl_bank_dtype", "hdl", "float32", lambda v: v in BANK_DTYPES, f"one of {list(BANK_DTYPES)}",

@@ -44,6 +44,9 @@ SETTINGS = {
                         "hdl_fixmatch_calibrated": ("hdl_fixmatch", ["--hdl_inject", "calibrated"]),
                         "hdl_freematch_abc_calibrated": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
                                                                            "calibrated"]),
+                        "hdl_fixmatch_blend": ("hdl_fixmatch", ["--hdl_inject", "blend"]),
+                        "hdl_freematch_abc_blend": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
+                                                                      "blend"]),
                     }),
     # the fmnist_lt_100 setting of configs/bench/fashion_mnist_offline.yaml (needs dataset-fashion-mnist)
     "fmnist_lt100": ("fashion_mnist", ["--num_labels", "150", "--lb_imb_ratio", "100", "--ulb_num_labels", "3000",
@@ -58,10 +61,13 @@ SETTINGS = {
                          "hdl_freematch_confident": ("hdl_freematch", ["--hdl_inject", "confident"]),
                          "hdl_fixmatch_calibrated": ("hdl_fixmatch", ["--hdl_inject", "calibrated"]),
                          "hdl_freematch_calibrated": ("hdl_freematch", ["--hdl_inject", "calibrated"]),
+                         "hdl_fixmatch_blend": ("hdl_fixmatch", ["--hdl_inject", "blend"]),
+                         "hdl_freematch_blend": ("hdl_freematch", ["--hdl_inject", "blend"]),
                      }),
 }
 FIELDS = ["cell", "seed", "test_acc_final", "test_balanced_acc_final", "refresh_it", "injected_acc",
-          "injected_coverage", "model_acc_equal_injected", "model_coverage", "inject_dropped"]
+          "injected_coverage", "model_acc_equal_injected", "model_coverage", "inject_dropped",
+          "blend_changed"]
 
 
 def run_cell(setting: str, name: str, seed: int, runs: str) -> str:
@@ -92,7 +98,8 @@ def rows_of(name: str, seed: int, run_dir: str):
     return [{**base, "refresh_it": r["it"], "injected_acc": r.get("hdl/injected_acc"),
              "injected_coverage": r.get("hdl/injected_coverage"),
              "model_acc_equal_injected": r.get("hdl/logit_acc_equal_injected"),
-             "model_coverage": r.get("hdl/logit_coverage"), "inject_dropped": r.get("hdl/inject_dropped")}
+             "model_coverage": r.get("hdl/logit_coverage"), "inject_dropped": r.get("hdl/inject_dropped"),
+             "blend_changed": r.get("hdl/blend_changed")}
             for r in recs]
 
 
@@ -132,13 +139,14 @@ def main(argv=None) -> None:
         w.writerows(rows)
     os.replace(tmp, os.path.join(args.out, "results.csv"))
     lines = ["| cell | seed | test acc | test bal. acc | refresh | injected acc | injected cov. | model acc at "
-             "equal coverage | model thresholded cov. | dropped |", "|---" * 10 + "|"]
+             "equal coverage | model thresholded cov. | dropped | blend changed |", "|---" * 11 + "|"]
     for r in rows:
         lines.append("| " + " | ".join([r["cell"], str(r["seed"]), fmt(r["test_acc_final"]),
                                         fmt(r["test_balanced_acc_final"]), str(r.get("refresh_it", "")),
                                         fmt(r.get("injected_acc")), fmt(r.get("injected_coverage")),
                                         fmt(r.get("model_acc_equal_injected")), fmt(r.get("model_coverage")),
-                                        fmt(r.get("inject_dropped"), pct=False)]) + " |")
+                                        fmt(r.get("inject_dropped"), pct=False),
+                                        fmt(r.get("blend_changed"), pct=False)]) + " |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(args.out, "table.md.tmp"), "w") as f:
         f.write(text)

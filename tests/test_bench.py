@@ -268,7 +268,8 @@ def test_hdl_keys_in_overrides_go_to_the_hdl_arm_only(tmp_path):
 
 
 def test_shipped_bench_grids_resolve():
-    expect = {"fashion_mnist_offline.yaml": 42, "cifar10_lt.yaml": 36, "cifar100_lt.yaml": 24, "usb_classic.yaml": 144}
+    expect = {"fashion_mnist_offline.yaml": 42, "fashion_mnist_lt100_long.yaml": 8, "cifar10_lt.yaml": 36,
+              "cifar100_lt.yaml": 24, "usb_classic.yaml": 144}
     for name, n in expect.items():
         grid = bench.load_grid(os.path.join(CONFIGS, "bench", name))
         cells = bench.build_cells(grid)
@@ -352,3 +353,32 @@ def test_dry_run_checks_every_cells_data_and_splits(tmp_path, capsys):
     assert "num_classes: dataset 'digits' has 10 classes, config says 5" in capsys.readouterr().err
     path = tiny_grid(tmp_path, settings=settings[:0] + [{"name": "ok", "dataset": "digits", "num_labels": 20}])
     assert bench.main(["--config", path, "--dry-run"]) == 0
+
+
+def test_injected_table_compares_the_last_two_refreshes_with_the_model(tmp_path):
+    def run(name, refreshes):
+        d = tmp_path / name
+        d.mkdir()
+        with open(d / "hdl_refresh.jsonl", "w") as f:
+            for it, acc, model, cov, mcov in refreshes:
+                f.write(json.dumps({"it": it, "hdl/injected_acc": acc, "hdl/logit_acc_equal_injected": model,
+                                    "hdl/injected_coverage": cov, "hdl/logit_coverage": mcov}) + "\n")
+        return str(d)
+
+    rows = [{"algorithm": "fixmatch", "arm": "base", "seed": s, "test_acc_final": a, "run_dir": str(tmp_path)}
+            for s, a in ((0, 0.60), (1, 0.62))]
+    # seed 0 holds at both of the last two refreshes (the first one, it 250, does not count); seed 1
+    # trails the model at it 1000 (0.86 < 0.87) but the means over the seeds hold (0.875 >= 0.87)
+    rows += [{"algorithm": "fixmatch", "arm": "hdl", "seed": 0, "test_acc_final": 0.65,
+              "run_dir": run("a0", [(250, .5, .9, 1., .5), (750, .88, .86, 1., .6), (1000, .89, .87, 1., .7)])},
+             {"algorithm": "fixmatch", "arm": "hdl", "seed": 1, "test_acc_final": 0.61,
+              "run_dir": run("a1", [(750, .88, .86, 1., .6), (1000, .86, .87, 1., .7)])}]
+    # freematch: accurate labels, but less coverage than the model's thresholded coverage
+    rows += [{"algorithm": "freematch", "arm": "hdl", "seed": 0, "test_acc_final": 0.7,
+              "run_dir": run("b0", [(750, .95, .9, .5, .6), (1000, .95, .9, .5, .6)])}]
+    text = "\n".join(bench_report.injected_lines(["fixmatch", "freematch"], rows))
+    assert "| fixmatch | 0 | +5.0 | 750 / 1000 | 88.0 / 89.0 | 86.0 / 87.0 | 100.0 / 100.0 | 60.0 / 70.0 | yes |" in text
+    assert "| fixmatch | 1 | -1.0 | 750 / 1000 | 88.0 / 86.0 | 86.0 / 87.0 | 100.0 / 100.0 | 60.0 / 70.0 | no |" in text
+    assert "| freematch | 0 | – |" in text and text.count("| no |") == 2
+    assert "1 of 2 algorithms (fixmatch yes, freematch no)" in text
+    assert bench_report.injected_lines(["fixmatch"], rows[:2]) == []

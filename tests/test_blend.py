@@ -26,3 +26,24 @@ def test_blend_checks_inputs():
         blend_distributions(v, p, torch.ones(3))
     with pytest.raises(ValueError, match=">= 0"):
         blend_distributions(-v, p, 0.5)
+
+
+def test_neighbourhood_votes_on_paper():
+    from hdl.blend import neighbourhood_votes
+
+    # 4 rows; row 0 given class 0, rows 1-3 labeled 1, 1, 2; row 3 has a missing neighbour (-1)
+    sims = torch.tensor([[.9, .5], [.8, .6], [.7, .2], [.5, -.3]])
+    idx = torch.tensor([[1, 2], [0, 2], [1, 0], [2, -1]])
+    labels = torch.tensor([0, 1, 1, 2])
+    v1 = neighbourhood_votes(sims, idx, labels, 3, 1, torch.tensor([1, 2, 3]))
+    # k = 1: itself (weight 1) + its first neighbour (weight = its similarity)
+    assert torch.allclose(v1, torch.tensor([[.8, 1., 0.], [0., 1.7, 0.], [0., .5, 1.]]))
+    v2 = neighbourhood_votes(sims, idx, labels, 3, 5, torch.tensor([1, 3]))  # k clamped to K = 2
+    assert torch.allclose(v2, torch.tensor([[.8, 1.6, 0.], [0., .5, 1.]]))
+    # an unlabeled neighbour (-1) and a negative similarity do not vote
+    v3 = neighbourhood_votes(sims, idx, torch.tensor([0, -1, 1, 2]), 3, 2, torch.tensor([0]))
+    assert torch.allclose(v3, torch.tensor([[1., .5, 0.]]))
+    with pytest.raises(ValueError, match="k must be"):
+        neighbourhood_votes(sims, idx, labels, 3, 0, torch.tensor([0]))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        neighbourhood_votes(sims, idx, labels[:2], 3, 1, torch.tensor([0]))

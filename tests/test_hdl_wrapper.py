@@ -391,3 +391,56 @@ def test_calibrated_injection_drops_the_labels_below_the_models_threshold(tmp_pa
     kept, dropped = a._drop_less_reliable(ulb, torch.tensor([0.99, 0.95, 0.94, 0.5]))
     assert dropped == 2 and kept.tolist() == ulb[:2].tolist()
     assert a.pool.labels[ulb].tolist() == [1, 2, -1, -1]
+
+
+def test_blend_injection_on_paper(tmp_path):
+    from types import SimpleNamespace
+
+    a = runner.build_algorithm(make_args("fixmatch", tmp_path, "blend", algorithm="hdl_fixmatch",
+                                         hdl_inject="blend", hdl_blend_weight=0.5), tb=False)
+    assert a.hdl.inject == "blend" and a.hdl.blend_weight == 0.5
+    # refresh rows: row 0 a given label (class 0), rows 1-3 HDL-labeled 1, 1, 2
+    ids = torch.cat([a._lb_global[:1], a._ulb_global[:3]])
+    hdl_labels = torch.tensor([0, 1, 1, 2])
+    given = torch.tensor([True, False, False, False])
+    pool_ids = a.pool.assign(ids, hdl_labels, torch.full((4,), 0.7), torch.ones(4, dtype=torch.long), given)
+    r = SimpleNamespace(new=~given, graph_sims=torch.tensor([[.9, .5], [.8, .6], [.7, .2], [.5, .4]]),
+                        graph_idx=torch.tensor([[1, 2], [0, 2], [1, 0], [2, 1]]),
+                        result=SimpleNamespace(labels=hdl_labels, chosen_k=1))
+    # the model: class 0 at 0.9 on row 1, class 1 at 0.8 on row 2 (the nine other classes share the
+    # rest); row 3 was never seen by a train step (zero features) and keeps HDL's label
+    diag = a.hdl_state.diagnostics
+    scores = torch.zeros(3, diag.raw_feat.shape[1])
+    p = lambda q: math.log(q * 9 / (1 - q))  # noqa: E731
+    scores[0, 0], scores[1, 1] = p(0.9), p(0.8)
+    diag.raw_feat[pool_ids[:2]] = scores[:2]
+    a.model.classifier = torch.nn.Linear(diag.raw_feat.shape[1], 10, bias=False)
+    with torch.no_grad():
+        a.model.classifier.weight.zero_()
+        a.model.classifier.weight[:, :10] = torch.eye(10)
+    changed = a._blend_with_model(pool_ids, r, torch.where(given, hdl_labels, -1))
+    # row 1: neighbourhood votes (k = 1) class 0: .8 (row 0), class 1: 1 (itself) -> (4/9, 5/9);
+    #   blend .5 * 4/9 + .5 * .9 = .6722 for class 0 against .5 * 5/9 + .5 * .1/9 = .2833 -> class 0
+    # row 2: votes class 1: 1 + .7 (row 1's HDL label) -> (0, 1); .5 * 1 + .5 * .8 = .9 -> class 1
+    assert changed == 1
+    assert a.pool.labels[pool_ids].tolist() == [0, 1, 2]
+    assert a.pool.agreement[pool_ids][:2].tolist() == pytest.approx([.5 * 4 / 9 + .45, .9], abs=1e-5)
+    assert a.pool.agreement[pool_ids][2].item() == pytest.approx(0.7)
+
+
+def test_blend_injection_at_weight_0_takes_the_models_labels(tmp_path):
+    args = make_args("fixmatch", tmp_path, "blendrun", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=4,
+                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0)
+    a = runner.build_algorithm(args, tb=False)
+    a.train()
+    rec = a.refresh_log[0]
+    pool_ids = torch.nonzero(a.pool.labels >= 0).flatten()
+    diag = a.hdl_state.diagnostics
+    seen = pool_ids[diag.raw_feat[pool_ids].abs().sum(dim=1) > 0]
+    assert len(seen) > 0 and rec["hdl/pool_size"] == len(pool_ids)
+    # weight 0: every label a train step has seen is the classifier head's prediction, its agreement
+    # the head's confidence (the head is unchanged since the refresh: it ran after the last step)
+    diag._predict(a.model, a.device, seen)
+    assert torch.equal(a.pool.labels[seen], diag.logit_pred[seen])
+    assert torch.allclose(a.pool.agreement[seen], diag.logit_conf[seen], atol=1e-6)
+    assert rec["hdl/blend_changed"] >= 1

@@ -320,6 +320,59 @@ def _paired(rows: Sequence[Dict[str, Any]], key: str) -> str:
     return ("+" if np.mean(diffs) > 0 else "") + s
 
 
+def _pct(v: Optional[float]) -> str:
+    return "–" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
+
+
+def injected_lines(algorithms: Sequence[str], srows: Sequence[Dict[str, Any]], last: int = 2) -> List[str]:
+    """Per HDL run of one setting: HDL − base final test accuracy (same seed), and at each of the
+    last ``last`` refreshes the accuracy and coverage of the labels training injected against the
+    model's most confident pseudo-labels on as many samples and its thresholded coverage
+    (``hdl_refresh.jsonl``).  "labels ≥ model": at every one of those refreshes injected accuracy >=
+    the model's at equal coverage and injected coverage >= the model's thresholded coverage; per
+    algorithm the same test on the means over its seeds.  [] when no HDL run has refresh records."""
+    head = ["| algorithm | seed | HDL − base final | refreshes | injected acc | model acc @ equal injected | "
+            "injected cov. | model thresholded cov. | labels ≥ model |", "|---|" + "---|" * 8]
+    body: List[str] = []
+    verdicts: List[str] = []
+    for alg in algorithms:
+        ar = [r for r in srows if r["algorithm"] == alg]
+        base = {r["seed"]: r for r in ar if r["arm"] == "base"}
+        per_seed = []
+        for r in sorted((r for r in ar if r["arm"] == "hdl"), key=lambda r: r["seed"]):
+            recs = read_refreshes(r["run_dir"])[-last:]
+            if not recs:
+                continue
+            q = {k: [rec.get(f"hdl/{k}") for rec in recs] for k in
+                 ("injected_acc", "logit_acc_equal_injected", "injected_coverage", "logit_coverage")}
+            per_seed.append(q)
+            b = base.get(r["seed"])
+            diff = (r["test_acc_final"] - b["test_acc_final"]) if b and b.get("test_acc_final") is not None \
+                and r.get("test_acc_final") is not None else None
+            body.append(" | ".join([f"| {alg}", str(r["seed"]), "–" if diff is None else f"{100 * diff:+.1f}",
+                                    " / ".join(str(rec["it"]) for rec in recs)]
+                                   + [" / ".join(_pct(v) for v in q[k]) for k in q]
+                                   + ["yes" if _labels_hold(q) else "no"]) + " |")
+        if per_seed:
+            mean = {k: [float(np.mean([s[k][i] if s[k][i] is not None else np.nan for s in per_seed]))
+                        for i in range(min(len(s[k]) for s in per_seed))] for k in per_seed[0]}
+            verdicts.append(f"{alg} {'yes' if _labels_hold(mean) else 'no'}")
+    if not body:
+        return []
+    held = sum(v.endswith("yes") for v in verdicts)
+    return (["What training injected at the last refreshes (per HDL run; values at each refresh, "
+             "separated by /):", ""] + head + body +
+            ["", f"Labels at least as accurate as the model's at equal coverage, with at least its thresholded "
+             f"coverage, at each of the last {last} refreshes (means over seeds): {held} of {len(verdicts)} "
+             f"algorithms ({', '.join(verdicts)}).", ""])
+
+
+def _labels_hold(q: Dict[str, List[Optional[float]]]) -> bool:
+    vals = list(zip(q["injected_acc"], q["logit_acc_equal_injected"], q["injected_coverage"], q["logit_coverage"]))
+    return bool(vals) and all(None not in v and np.isfinite(v).all() and v[0] >= v[1] and v[2] >= v[3]
+                              for v in vals)
+
+
 def write_table(grid, rows: Sequence[Dict[str, Any]], floors: Dict[str, List[Dict[str, float]]],
                 plots: Dict[str, List[str]], n_cells: int, path: str) -> None:
     lines = [f"# Benchmark: {grid.name}", ""]
@@ -359,6 +412,7 @@ def write_table(grid, rows: Sequence[Dict[str, Any]], floors: Dict[str, List[Dic
                                      col(h, "hdl_pool_acc"), col(h, "hdl_pool_coverage"),
                                      col(h, "hdl_logit_acc_equal_coverage")]) + " |")
         lines.append("")
+        lines += injected_lines(grid.algorithms, srows)
         for name in plots.get(setting.name, []):
             lines += [f"![{name[len(setting.name) + 1:-4]}](plots/{name})", ""]
     with open(path, "w") as f:

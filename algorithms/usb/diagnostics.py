@@ -55,6 +55,15 @@ class RefreshDiagnostics:
             self.logit_conf[g] = conf.to(self.logit_conf.device)
 
     @torch.no_grad()
+    def probabilities(self, model, device, ids: torch.Tensor) -> torch.Tensor:
+        """Float32 (len(ids), C) softmax of the classifier head on the samples' latest features."""
+        out = []
+        for start in range(0, len(ids), 4096):
+            logits = model(self.raw_feat[ids[start:start + 4096]].to(device), only_fc=True)
+            out.append(torch.softmax(logits.float(), dim=-1))
+        return torch.cat(out) if out else torch.zeros(0, 0)
+
+    @torch.no_grad()
     def compute(self, alg, event: RefreshEvent) -> Dict[str, float]:
         """Pool size, coverage, accuracy (where the truth is known), per-class counts; the model's
         thresholded pseudo-labels (coverage, accuracy, accuracy at the pool's coverage); and the

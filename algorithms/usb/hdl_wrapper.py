@@ -49,6 +49,7 @@ from semilearn.core.utils import ALGORITHMS
 
 from hdl import config_keys
 from hdl.bank import DTYPES as BANK_DTYPES
+from hdl.blend import blend_distributions, neighbourhood_votes
 from hdl.knn import resolve_backend
 from hdl.refresh import refresh as refresh_labels
 
@@ -83,9 +84,10 @@ class HDLSettings:
     gt_ratio: float
     min_agreement: float
     weight_by_agreement: bool
-    inject: str = "all"
+    inject: str = "blend"
     labeling: Mapping[str, Any] = field(default_factory=dict)
     bank_dtype: str = "float32"
+    blend_weight: float = 0.5
 
     @property
     def k(self):
@@ -108,7 +110,7 @@ class HDLSettings:
             raise ValueError(f"hdl_k: expected 1 <= hdl_k <= hdl_k_max={labeling['k_max']}, got {labeling['k']}")
         return cls(v["hdl_enable"], v["hdl_warmup_iter"], v["hdl_refresh_every"], v["hdl_use"], v["hdl_embed"],
                    v["hdl_gt_ratio"], v["hdl_min_agreement"], v["hdl_weight_by_agreement"], v["hdl_inject"],
-                   labeling, v["hdl_bank_dtype"])
+                   labeling, v["hdl_bank_dtype"], v["hdl_blend_weight"])
 
 
 class HDLRefreshHook(Hook):
@@ -311,7 +313,10 @@ class HDLMixin:
         fault_point("refresh")
         pool_ids = self.pool.assign(ids, res.labels, res.agreement, res.level, lb_in)
         dropped = None
-        if self.hdl.inject != "all" and res.confidence is not None:
+        changed = None
+        if self.hdl.inject == "blend":
+            changed = self._blend_with_model(pool_ids, r, labels)
+        elif self.hdl.inject != "all" and res.confidence is not None:
             pool_ids, dropped = self._drop_less_reliable(pool_ids, res.confidence[r.new])
         self._pool_nonempty = self.pool.nonempty
         digests = None
@@ -325,6 +330,8 @@ class HDLMixin:
         labels[new] = self.pool.labels[ids[new]].to(labels.device)  # the pool's (after any drop)
         event = RefreshEvent(ids, r, labels, pool_ids)
         stats: Dict[str, float] = {} if dropped is None else {"hdl/inject_dropped": float(dropped)}
+        if changed is not None:
+            stats["hdl/blend_changed"] = float(changed)
         for _, consumer in self.refresh_consumers:
             stats.update(consumer(self, event) or {})
         stats["hdl/refresh_sec"] = time.perf_counter() - t0
@@ -343,6 +350,33 @@ class HDLMixin:
             with open(path, "a") as f:
                 f.write(json.dumps(record) + "\n")
         return stats
+
+    @torch.no_grad()
+    def _blend_with_model(self, pool_ids: torch.Tensor, r, given: torch.Tensor) -> int:
+        """``hdl_inject: blend``: every pool label becomes the argmax of ``w * v + (1 - w) * p``
+        (:mod:`hdl.blend`), ``v`` the label distribution of the sample's closed neighbourhood (itself
+        and its first ``chosen_k`` graph neighbours, given and HDL labels, cosine weights), ``p`` the
+        classifier head's probabilities on the sample's latest weak-view features from the train
+        steps, ``w = hdl_blend_weight``; its agreement becomes the blend's winning score.  Samples no
+        step has seen keep HDL's label.  ``given``: the refresh rows' given labels (-1 elsewhere).
+        Returns how many pool labels the blend changed."""
+        rows = torch.nonzero(r.new).flatten()  # the refresh rows of pool_ids, in the same order
+        if len(rows) == 0:
+            return 0
+        dev = r.graph_idx.device
+        after = given.to(dev).clone()
+        after[rows] = r.result.labels.to(dev)[rows]
+        votes = neighbourhood_votes(r.graph_sims, r.graph_idx, after, self.num_classes,
+                                    max(1, int(r.result.chosen_k)), rows.to(dev))
+        diag = self.hdl_state.diagnostics
+        probs = diag.probabilities(self.model, self.device, pool_ids).to(votes.device)
+        seen = (diag.raw_feat[pool_ids].abs().sum(dim=1) > 0).to(votes.device)
+        score, label = blend_distributions(votes, probs, self.hdl.blend_weight).max(dim=1)
+        keep = pool_ids[seen].to(self.pool.device)
+        changed = int((self.pool.labels[keep] != label[seen].to(self.pool.device)).sum())
+        self.pool.labels[keep] = label[seen].to(self.pool.device)
+        self.pool.agreement[keep] = score[seen].to(self.pool.device)
+        return changed
 
     @torch.no_grad()
     def _drop_less_reliable(self, pool_ids: torch.Tensor, confidence: torch.Tensor) -> Tuple[torch.Tensor, int]:
