@@ -10,6 +10,11 @@ labeler did not reach) keeps the model's row.  ``weight`` is a float in [0, 1] o
 distribution used by ``hdl_inject: blend`` in training: for each of ``rows``, the cosine-weighted
 (max(sim, 0)) votes of the labels of its closed neighbourhood, the sample itself (similarity 1)
 and its first ``k`` graph neighbours, over the labels after the labeling (given and HDL).
+
+*Ours* (not from the HDL paper; after DASO): the blend runs once per refresh on the pool, with one
+fixed weight (0.5: neither source is trusted more a priori; no label is available to tune it), not
+per step with DASO's class-distribution-aware weight, so the train step stays free of host reads
+and every process of a multi-process run computes the same pool.
 """
 
 from __future__ import annotations

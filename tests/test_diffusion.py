@@ -21,6 +21,42 @@ def test_two_nodes_solved_on_paper():
     assert torch.allclose(z[:, 0], torch.tensor([4 / 3, 2 / 3]), atol=1e-5)
 
 
+def _affinity_through_coo(sims, idx, k, gamma=3.0):
+    """The normalised affinity built another way: every edge in both directions into one sparse
+    COO tensor, coalesced (duplicates summed), degrees from its rows, scaled."""
+    n = idx.shape[0]
+    w = sims[:, :k].float().clamp(min=0).pow(gamma)
+    rows = torch.arange(n, device=idx.device).unsqueeze(1).expand(-1, k)
+    keep = (idx[:, :k] >= 0) & (idx[:, :k] != rows) & (w > 0)
+    r, c, v = rows[keep], idx[:, :k][keep], w[keep]
+    sym = torch.sparse_coo_tensor(torch.stack([torch.cat([r, c]), torch.cat([c, r])]), torch.cat([v, v]),
+                                  (n, n)).coalesce()
+    i, vals = sym.indices(), sym.values()
+    deg = torch.zeros(n, device=idx.device).index_add_(0, i[0], vals)
+    deg[deg == 0] = 1.0
+    return i, vals * deg.rsqrt()[i[0]] * deg.rsqrt()[i[1]]
+
+
+@pytest.mark.parametrize("block_rows", [1, 7, 64, 1 << 17])
+def test_blocked_affinity_equals_the_coalesced_one(block_rows, device):
+    # a kNN graph with reciprocal edges (summed), a missing neighbour, a self edge and a negative
+    # similarity (both dropped); every row block size gives the same CSR, bit for bit
+    torch.manual_seed(0)
+    x = F.normalize(torch.randn(300, 6), dim=1).to(device)
+    sims, idx = knn_graph(x, 12, backend="torch")
+    idx[0, -1], idx[1, 0], sims[2, 1] = -1, 1, -0.5
+    wn = normalized_affinity(sims, idx, 12, block_rows=block_rows)
+    i, vals = _affinity_through_coo(sims, idx, 12)
+    crow, col = wn.crow_indices().long(), wn.col_indices().long()
+    rows = torch.repeat_interleave(torch.arange(300, device=crow.device), crow[1:] - crow[:-1])
+    assert torch.equal(rows, i[0]) and torch.equal(col, i[1])
+    if device.type == "cpu":  # the same sums in the same order
+        assert torch.equal(wn.values(), vals)
+    else:
+        assert torch.allclose(wn.values(), vals, rtol=1e-6, atol=0)
+    assert wn.col_indices().dtype == torch.int32
+
+
 def test_class_normalised_seeds():
     # star: 0 unlabeled in the middle, leaf 1 of class 0, leaves 2 and 3 of class 1 (same
     # similarity): seeds 1 for class 0 and 1/2 + 1/2 for class 1 give node 0 equal scores

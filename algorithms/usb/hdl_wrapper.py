@@ -13,7 +13,10 @@ Each class is ``HDL<Base>(HDLMixin, DeviceMixin, <Base>)``; it reuses the base a
   of the compute between refreshes there). On large data sets on a CPU, ``bank`` avoids that pass;
 * every ``hdl_refresh_every`` iterations after ``hdl_warmup_iter`` the pool is recomputed from
   scratch by :func:`hdl.refresh.refresh` (kNN graph of the bank -> :func:`hdl.labeling.hdl_label`)
-  into the :class:`hdl.pool.LabelPool` (the ground-truth labels never change); then the refresh
+  into the :class:`hdl.pool.LabelPool` (the ground-truth labels never change); ``hdl_inject``
+  then decides which pool labels training uses (``blend``, the default: each label becomes the
+  argmax of HDL's neighbourhood distribution blended with the classifier's probabilities,
+  :meth:`HDLMixin._blend_with_model`; ``all``, ``confident``, ``calibrated``); then the refresh
   consumers run in order of registration (:meth:`HDLMixin.register_refresh_consumer`): the
   diagnostics, and the PMI rebuild of the semantic losses;
 * ``hdl_use: target`` - for unlabeled samples of the batch that HDL labeled, the HDL label
