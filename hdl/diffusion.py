@@ -43,9 +43,9 @@ def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: in
     edges and the reversed edges that point into it, sorted by (row, column) with an edge present in
     both directions summed, as a coalesced sparse COO tensor holds them; the CSR arrays are written
     directly.  The temporaries are those of one block instead of four int64 copies of all 2E
-    entries, and the indices are int32 below 2^31 entries (a random 1M x 50 graph, one thread: 1.75
-    GiB of peak memory over the inputs and 64 s, against 8.1 GiB and 81 s through a coalesced COO
-    tensor)."""
+    entries, and the indices are int32 below 2^31 entries (``python scripts/bench_affinity.py``, a
+    random 1M x 50 graph, one thread: 1.78 GiB of peak memory over the inputs and 78 s, against
+    6.58 GiB and 98 s through a coalesced COO tensor)."""
     n, width = graph_idx.shape
     k = min(k, width)
     dev = graph_idx.device
