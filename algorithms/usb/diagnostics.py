@@ -46,15 +46,6 @@ class RefreshDiagnostics:
         self.raw_feat[ids.to(self.raw_feat.device)] = feats.detach().float().to(self.raw_feat.device)
 
     @torch.no_grad()
-    def _predict(self, model, device, ids: torch.Tensor) -> None:
-        for start in range(0, len(ids), 4096):
-            g = ids[start:start + 4096]
-            logits = model(self.raw_feat[g].to(device), only_fc=True)
-            conf, pred = torch.softmax(logits.float(), dim=-1).max(dim=-1)
-            self.logit_pred[g] = pred.to(self.logit_pred.device)
-            self.logit_conf[g] = conf.to(self.logit_conf.device)
-
-    @torch.no_grad()
     def probabilities(self, model, device, ids: torch.Tensor) -> torch.Tensor:
         """Float32 (len(ids), C) softmax of the classifier head on the samples' latest features."""
         out = []
@@ -62,6 +53,15 @@ class RefreshDiagnostics:
             logits = model(self.raw_feat[ids[start:start + 4096]].to(device), only_fc=True)
             out.append(torch.softmax(logits.float(), dim=-1))
         return torch.cat(out) if out else torch.zeros(0, 0)
+
+    @torch.no_grad()
+    def _predict(self, model, device, ids: torch.Tensor) -> None:
+        """Set ``logit_pred`` / ``logit_conf`` of ``ids`` from :meth:`probabilities`."""
+        if len(ids) == 0:
+            return
+        conf, pred = self.probabilities(model, device, ids).max(dim=-1)
+        self.logit_pred[ids] = pred.to(self.logit_pred.device)
+        self.logit_conf[ids] = conf.to(self.logit_conf.device)
 
     @torch.no_grad()
     def compute(self, alg, event: RefreshEvent) -> Dict[str, float]:
