@@ -1,9 +1,10 @@
-"""Which HDL labels should training use?  ``hdl_inject: all`` against ``confident``, long-tailed data.
+"""Which HDL labels should training use?  ``hdl_inject`` rules against each other, long-tailed data.
 
 Runs (skipping finished ones; resumable) one setting for two bases: the base, HDL with every pool
 label injected (``all``), HDL with the labels the model contradicts more confidently dropped
 (``confident``), and HDL with the labels whose calibrated confidence is below the model's threshold
-dropped (``calibrated``).
+dropped (``calibrated``), and HDL with each label blended with the model's probabilities
+(``blend``, the default).
 ``digits_lt10``: the long-tailed digits setting of the labeler issue (30 labels and 80 unlabeled
 images per class at the head, imbalance 10 on both, 400 iterations, refreshes every 100), FixMatch
 and FreeMatch + ABC.  ``fmnist_lt100``: the Fashion-MNIST imbalance-100 setting of the offline
