@@ -45,6 +45,10 @@ class RefreshDiagnostics:
     def record(self, ids: torch.Tensor, feats: torch.Tensor) -> None:
         self.raw_feat[ids.to(self.raw_feat.device)] = feats.detach().float().to(self.raw_feat.device)
 
+    def seen(self, ids: torch.Tensor) -> torch.Tensor:
+        """bool (len(ids),): the samples a train step has recorded features of."""
+        return self.raw_feat[ids].abs().sum(dim=1) > 0
+
     @torch.no_grad()
     def probabilities(self, model, device, ids: torch.Tensor) -> torch.Tensor:
         """Float32 (len(ids), C) softmax of the classifier head on the samples' latest features."""

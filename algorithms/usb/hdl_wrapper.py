@@ -318,7 +318,7 @@ class HDLMixin:
         dropped = None
         changed = None
         if self.hdl.inject == "blend":
-            changed = self._blend_with_model(pool_ids, r, labels)
+            changed = self._blend_with_model(pool_ids, r)
         elif self.hdl.inject != "all" and res.confidence is not None:
             pool_ids, dropped = self._drop_less_reliable(pool_ids, res.confidence[r.new])
         self._pool_nonempty = self.pool.nonempty
@@ -355,30 +355,27 @@ class HDLMixin:
         return stats
 
     @torch.no_grad()
-    def _blend_with_model(self, pool_ids: torch.Tensor, r, given: torch.Tensor) -> int:
+    def _blend_with_model(self, pool_ids: torch.Tensor, r) -> int:
         """``hdl_inject: blend``: every pool label becomes the argmax of ``w * v + (1 - w) * p``
         (:mod:`hdl.blend`), ``v`` the label distribution of the sample's closed neighbourhood (itself
         and its first ``chosen_k`` graph neighbours, given and HDL labels, cosine weights), ``p`` the
         classifier head's probabilities on the sample's latest weak-view features from the train
         steps, ``w = hdl_blend_weight``; its agreement becomes the blend's winning score.  Samples no
-        step has seen keep HDL's label.  ``given``: the refresh rows' given labels (-1 elsewhere).
-        Returns how many pool labels the blend changed."""
+        step has seen keep HDL's label.  Returns how many pool labels the blend changed."""
         rows = torch.nonzero(r.new).flatten()  # the refresh rows of pool_ids, in the same order
         if len(rows) == 0:
             return 0
-        dev = r.graph_idx.device
-        after = given.to(dev).clone()
-        after[rows] = r.result.labels.to(dev)[rows]
-        votes = neighbourhood_votes(r.graph_sims, r.graph_idx, after, self.num_classes,
-                                    max(1, int(r.result.chosen_k)), rows.to(dev))
+        votes = neighbourhood_votes(r.graph_sims, r.graph_idx, r.result.labels.to(r.graph_idx.device),
+                                    self.num_classes, max(1, int(r.result.chosen_k)), rows.to(r.graph_idx.device))
         diag = self.hdl_state.diagnostics
         probs = diag.probabilities(self.model, self.device, pool_ids).to(votes.device)
-        seen = (diag.raw_feat[pool_ids].abs().sum(dim=1) > 0).to(votes.device)
+        seen = diag.seen(pool_ids)
         score, label = blend_distributions(votes, probs, self.hdl.blend_weight).max(dim=1)
         keep = pool_ids[seen].to(self.pool.device)
-        changed = int((self.pool.labels[keep] != label[seen].to(self.pool.device)).sum())
-        self.pool.labels[keep] = label[seen].to(self.pool.device)
-        self.pool.agreement[keep] = score[seen].to(self.pool.device)
+        label = label[seen.to(label.device)].to(self.pool.device)
+        changed = int((self.pool.labels[keep] != label).sum())
+        self.pool.labels[keep] = label
+        self.pool.agreement[keep] = score[seen.to(score.device)].to(self.pool.device)
         return changed
 
     @torch.no_grad()
@@ -399,7 +396,7 @@ class HDLMixin:
         else:
             diag = self.hdl_state.diagnostics
             diag._predict(self.model, self.device, pool_ids)
-            seen = diag.raw_feat[pool_ids].abs().sum(dim=1) > 0
+            seen = diag.seen(pool_ids)
             drop = seen & (diag.logit_pred[pool_ids] != self.pool.labels[pool_ids]) & \
                 (diag.logit_conf[pool_ids] > confidence.to(diag.logit_conf.device))
         self.pool.remove(pool_ids[drop])
