@@ -38,6 +38,7 @@ GROUPS = ("hdl", "labeling", "semantic", "run")
 HDL_USES = ("target", "pool")
 HDL_EMBEDS = ("bank", "ema_pass")
 HDL_INJECTS = ("all", "confident", "calibrated", "blend")
+HDL_BLEND_VOTES = ("calibrated", "raw")
 SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
 SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
 # labeling options whose key is not hdl_<option>
@@ -121,6 +122,9 @@ def _declared() -> Dict[str, Key]:
         Key("hdl_blend_weight", "hdl", 0.5, lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]",
             "hdl_inject blend: weight of HDL's neighbourhood distribution against the model's probabilities",
             float),
+        Key("hdl_blend_votes", "hdl", "calibrated", lambda v: v in HDL_BLEND_VOTES, f"one of {list(HDL_BLEND_VOTES)}",
+            "hdl_inject blend: calibrated: the neighbourhood distribution puts the labeler's held-out calibrated "
+            "confidence on HDL's label and spreads the rest over the other voted classes; raw: the vote shares"),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
             "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
         Key("hdl_bank_dtype", "hdl", "float32", lambda v: v in BANK_DTYPES, f"one of {list(BANK_DTYPES)}",

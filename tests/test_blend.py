@@ -47,3 +47,38 @@ def test_neighbourhood_votes_on_paper():
         neighbourhood_votes(sims, idx, labels, 3, 0, torch.tensor([0]))
     with pytest.raises(ValueError, match="labels must have shape"):
         neighbourhood_votes(sims, idx, labels[:2], 3, 1, torch.tensor([0]))
+
+
+def test_calibrated_votes_on_paper():
+    from hdl.blend import calibrated_votes
+
+    votes = torch.tensor([[3.0, 1.0, 0.0, 0.0],   # HDL label 0 at confidence 0.6: the rest 0.4 to class 1 alone
+                          [1.0, 1.0, 2.0, 0.0],   # label 2 at 0.5: class 0 and 1 share 0.5 by their votes (1:1)
+                          [0.0, 0.0, 0.0, 2.0],   # label 3 at 0.9, no other vote: 0.1 evenly over the three others
+                          [0.0, 1.0, 3.0, 0.0],   # no HDL label: the normalised votes
+                          [0.0, 0.0, 0.0, 0.0]])  # no label, no votes: zero row (the blend takes the model's)
+    label = torch.tensor([0, 2, 3, -1, -1])
+    conf = torch.tensor([0.6, 0.5, 0.9, 0.7, 0.0])
+    out = calibrated_votes(votes, label, conf)
+    expect = torch.tensor([[0.6, 0.4, 0.0, 0.0],
+                           [0.25, 0.25, 0.5, 0.0],
+                           [0.1 / 3, 0.1 / 3, 0.1 / 3, 0.9],
+                           [0.0, 0.25, 0.75, 0.0],
+                           [0.0, 0.0, 0.0, 0.0]])
+    assert torch.allclose(out, expect, atol=1e-6)
+    # a label outside its own vote (the labeler's winner need not be the closed neighbourhood's) still
+    # gets the confidence, and the votes go to the others
+    out = calibrated_votes(torch.tensor([[0.0, 2.0, 2.0]]), torch.tensor([0]), torch.tensor([0.3]))
+    assert torch.allclose(out, torch.tensor([[0.3, 0.35, 0.35]]))
+    # blended at 0.5 with a model at (0.3, 0.6, 0.05, 0.05) on row 0: the raw shares (0.75, 0.25) keep
+    # HDL's class 0 (0.375 + 0.15 = 0.525 against 0.125 + 0.3 = 0.425), the calibrated (0.6, 0.4) give
+    # the model's class 1 (0.3 + 0.15 = 0.45 against 0.2 + 0.3 = 0.5)
+    model = torch.tensor([[0.3, 0.6, 0.05, 0.05]])
+    raw = blend_distributions(votes[:1], model, 0.5)
+    cal = blend_distributions(calibrated_votes(votes[:1], label[:1], conf[:1]), model, 0.5)
+    assert torch.allclose(raw, torch.tensor([[0.525, 0.425, 0.025, 0.025]]))
+    assert torch.allclose(cal, torch.tensor([[0.45, 0.5, 0.025, 0.025]]))
+    with pytest.raises(ValueError, match="confidence must lie in"):
+        calibrated_votes(votes, label, conf + 0.5)
+    with pytest.raises(ValueError, match="shape"):
+        calibrated_votes(votes, label[:2], conf)

@@ -393,12 +393,14 @@ def test_calibrated_injection_drops_the_labels_below_the_models_threshold(tmp_pa
     assert a.pool.labels[ulb].tolist() == [1, 2, -1, -1]
 
 
-def test_blend_injection_on_paper(tmp_path):
+@pytest.mark.parametrize("blend_votes", ["raw", "calibrated"])
+def test_blend_injection_on_paper(tmp_path, blend_votes):
     from types import SimpleNamespace
 
     a = runner.build_algorithm(make_args("fixmatch", tmp_path, "blend", algorithm="hdl_fixmatch",
-                                         hdl_inject="blend", hdl_blend_weight=0.5), tb=False)
-    assert a.hdl.inject == "blend" and a.hdl.blend_weight == 0.5
+                                         hdl_inject="blend", hdl_blend_weight=0.5, hdl_blend_votes=blend_votes),
+                               tb=False)
+    assert a.hdl.inject == "blend" and a.hdl.blend_weight == 0.5 and a.hdl.blend_votes == blend_votes
     # refresh rows: row 0 a given label (class 0), rows 1-3 HDL-labeled 1, 1, 2
     ids = torch.cat([a._lb_global[:1], a._ulb_global[:3]])
     hdl_labels = torch.tensor([0, 1, 1, 2])
@@ -406,7 +408,8 @@ def test_blend_injection_on_paper(tmp_path):
     pool_ids = a.pool.assign(ids, hdl_labels, torch.full((4,), 0.7), torch.ones(4, dtype=torch.long), given)
     r = SimpleNamespace(new=~given, graph_sims=torch.tensor([[.9, .5], [.8, .6], [.7, .2], [.5, .4]]),
                         graph_idx=torch.tensor([[1, 2], [0, 2], [1, 0], [2, 1]]),
-                        result=SimpleNamespace(labels=hdl_labels, chosen_k=1))
+                        result=SimpleNamespace(labels=hdl_labels, chosen_k=1,
+                                               confidence=torch.tensor([1.0, 0.3, 0.9, 0.9])))
     # the model: class 0 at 0.9 on row 1, class 1 at 0.8 on row 2 (the nine other classes share the
     # rest); row 3 was never seen by a train step (zero features) and keeps HDL's label
     diag = a.hdl_state.diagnostics
@@ -422,9 +425,13 @@ def test_blend_injection_on_paper(tmp_path):
     # row 1: neighbourhood votes (k = 1) class 0: .8 (row 0), class 1: 1 (itself) -> (4/9, 5/9);
     #   blend .5 * 4/9 + .5 * .9 = .6722 for class 0 against .5 * 5/9 + .5 * .1/9 = .2833 -> class 0
     # row 2: votes class 1: 1 + .7 (row 1's HDL label) -> (0, 1); .5 * 1 + .5 * .8 = .9 -> class 1
+    # calibrated (the labeler's confidence .3 on row 1's label 1, .9 on row 2's): row 1's distribution
+    #   becomes (.7, .3) (the rest to class 0, the only other voted class) -> .5 * .7 + .45 = .8 for class 0;
+    #   row 2's (.1 / 9 on each other class, .9 on class 1) -> .5 * .9 + .5 * .8 = .85 for class 1
     assert changed == 1
     assert a.pool.labels[pool_ids].tolist() == [0, 1, 2]
-    assert a.pool.agreement[pool_ids][:2].tolist() == pytest.approx([.5 * 4 / 9 + .45, .9], abs=1e-5)
+    expect = [.5 * 4 / 9 + .45, .9] if blend_votes == "raw" else [.8, .85]
+    assert a.pool.agreement[pool_ids][:2].tolist() == pytest.approx(expect, abs=1e-5)
     assert a.pool.agreement[pool_ids][2].item() == pytest.approx(0.7)
 
 

@@ -52,7 +52,7 @@ from semilearn.core.utils import ALGORITHMS
 
 from hdl import config_keys
 from hdl.bank import DTYPES as BANK_DTYPES
-from hdl.blend import blend_distributions, neighbourhood_votes
+from hdl.blend import blend_distributions, calibrated_votes, neighbourhood_votes
 from hdl.knn import resolve_backend
 from hdl.refresh import refresh as refresh_labels
 
@@ -91,6 +91,7 @@ class HDLSettings:
     labeling: Mapping[str, Any] = field(default_factory=dict)
     bank_dtype: str = "float32"
     blend_weight: float = 0.5
+    blend_votes: str = "calibrated"
 
     @property
     def k(self):
@@ -113,7 +114,7 @@ class HDLSettings:
             raise ValueError(f"hdl_k: expected 1 <= hdl_k <= hdl_k_max={labeling['k_max']}, got {labeling['k']}")
         return cls(v["hdl_enable"], v["hdl_warmup_iter"], v["hdl_refresh_every"], v["hdl_use"], v["hdl_embed"],
                    v["hdl_gt_ratio"], v["hdl_min_agreement"], v["hdl_weight_by_agreement"], v["hdl_inject"],
-                   labeling, v["hdl_bank_dtype"], v["hdl_blend_weight"])
+                   labeling, v["hdl_bank_dtype"], v["hdl_blend_weight"], v["hdl_blend_votes"])
 
 
 class HDLRefreshHook(Hook):
@@ -361,12 +362,19 @@ class HDLMixin:
         and its first ``chosen_k`` graph neighbours, given and HDL labels, cosine weights), ``p`` the
         classifier head's probabilities on the sample's latest weak-view features from the train
         steps, ``w = hdl_blend_weight``; its agreement becomes the blend's winning score.  Samples no
-        step has seen keep HDL's label.  Returns how many pool labels the blend changed."""
+        step has seen keep HDL's label.  With ``hdl_blend_votes: calibrated`` (and a labeling that
+        calibrated its confidence) ``v`` is :func:`hdl.blend.calibrated_votes`: the labeler's
+        calibrated confidence on HDL's label, the rest over the other voted classes.  Returns how many
+        pool labels the blend changed."""
         rows = torch.nonzero(r.new).flatten()  # the refresh rows of pool_ids, in the same order
         if len(rows) == 0:
             return 0
         votes = neighbourhood_votes(r.graph_sims, r.graph_idx, r.result.labels.to(r.graph_idx.device),
                                     self.num_classes, max(1, int(r.result.chosen_k)), rows.to(r.graph_idx.device))
+        conf = getattr(r.result, "confidence", None)
+        if self.hdl.blend_votes == "calibrated" and conf is not None:
+            dev = votes.device
+            votes = calibrated_votes(votes, r.result.labels.to(dev)[rows.to(dev)], conf.to(dev)[rows.to(dev)])
         diag = self.hdl_state.diagnostics
         probs = diag.probabilities(self.model, self.device, pool_ids).to(votes.device)
         seen = diag.seen(pool_ids)
