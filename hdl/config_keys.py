@@ -39,6 +39,7 @@ HDL_USES = ("target", "pool")
 HDL_EMBEDS = ("bank", "ema_pass")
 HDL_INJECTS = ("all", "confident", "calibrated", "blend")
 HDL_BLEND_VOTES = ("calibrated", "raw")
+HDL_BLEND_MODELS = ("ema", "train")
 SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
 SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
 # labeling options whose key is not hdl_<option>
@@ -125,6 +126,10 @@ def _declared() -> Dict[str, Key]:
         Key("hdl_blend_votes", "hdl", "calibrated", lambda v: v in HDL_BLEND_VOTES, f"one of {list(HDL_BLEND_VOTES)}",
             "hdl_inject blend: calibrated: the neighbourhood distribution puts the labeler's held-out calibrated "
             "confidence on HDL's label and spreads the rest over the other voted classes; raw: the vote shares"),
+        Key("hdl_blend_model", "hdl", "ema", lambda v: v in HDL_BLEND_MODELS, f"one of {list(HDL_BLEND_MODELS)}",
+            "hdl_inject blend: the model probabilities blended: ema: the EMA model's head on the refresh's own "
+            "EMA embedding of every sample (needs hdl_embed ema_pass, else train); train: the training model's "
+            "head on each sample's latest weak-view features from the train steps"),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
             "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
         Key("hdl_bank_dtype", "hdl", "float32", lambda v: v in BANK_DTYPES, f"one of {list(BANK_DTYPES)}",

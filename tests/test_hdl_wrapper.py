@@ -398,7 +398,8 @@ def test_blend_injection_on_paper(tmp_path, blend_votes):
     from types import SimpleNamespace
 
     a = runner.build_algorithm(make_args("fixmatch", tmp_path, "blend", algorithm="hdl_fixmatch",
-                                         hdl_inject="blend", hdl_blend_weight=0.5, hdl_blend_votes=blend_votes),
+                                         hdl_inject="blend", hdl_blend_weight=0.5, hdl_blend_votes=blend_votes,
+                                         hdl_blend_model="train"),
                                tb=False)
     assert a.hdl.inject == "blend" and a.hdl.blend_weight == 0.5 and a.hdl.blend_votes == blend_votes
     # refresh rows: row 0 a given label (class 0), rows 1-3 HDL-labeled 1, 1, 2
@@ -437,7 +438,7 @@ def test_blend_injection_on_paper(tmp_path, blend_votes):
 
 def test_blend_injection_at_weight_0_takes_the_models_labels(tmp_path):
     args = make_args("fixmatch", tmp_path, "blendrun", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=4,
-                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0)
+                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0, hdl_blend_model="train")
     a = runner.build_algorithm(args, tb=False)
     a.train()
     rec = a.refresh_log[0]
@@ -450,4 +451,32 @@ def test_blend_injection_at_weight_0_takes_the_models_labels(tmp_path):
     diag._predict(a.model, a.device, seen)
     assert torch.equal(a.pool.labels[seen], diag.logit_pred[seen])
     assert torch.allclose(a.pool.agreement[seen], diag.logit_conf[seen], atol=1e-6)
+    assert rec["hdl/blend_changed"] >= 1
+
+
+def test_blend_with_the_ema_model_at_weight_0_takes_the_ema_heads_labels(tmp_path):
+    from hdl.algorithms.usb.embedding import embed_training_set
+
+    args = make_args("fixmatch", tmp_path, "blendema", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=4,
+                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0)
+    a = runner.build_algorithm(args, tb=False)
+    assert a.hdl.blend_model == "ema" and a.hdl.embed == "ema_pass"  # the defaults
+    a.train()
+    rec = a.refresh_log[0]
+    pool_ids = torch.nonzero(a.pool.labels >= 0).flatten()
+    is_lb = torch.zeros_like(a.pool.labels, dtype=torch.bool)
+    is_lb[a._lb_global] = True
+    pool_ids = pool_ids[~is_lb[pool_ids]]
+    assert len(pool_ids) > 0 and rec["hdl/pool_size"] == len(pool_ids)
+    # computed another way: embed the training set again with the EMA model (unchanged since the
+    # refresh, after the last step) and apply its head to the unnormalised features; at weight 0
+    # every pool label (seen by a train step or not) is that head's argmax, its agreement the probability
+    index, feats = embed_training_set(a)
+    pos = torch.full_like(a.pool.labels, -1)
+    pos[torch.as_tensor(index)] = torch.arange(len(index))
+    with torch.no_grad():
+        probs = torch.softmax(a.ema_model(feats[pos[pool_ids]], only_fc=True), dim=-1)
+    conf, pred = probs.max(dim=1)
+    assert torch.equal(a.pool.labels[pool_ids], pred)
+    assert torch.allclose(a.pool.agreement[pool_ids], conf, atol=1e-5)
     assert rec["hdl/blend_changed"] >= 1

@@ -92,6 +92,7 @@ class HDLSettings:
     bank_dtype: str = "float32"
     blend_weight: float = 0.5
     blend_votes: str = "calibrated"
+    blend_model: str = "ema"
 
     @property
     def k(self):
@@ -114,7 +115,8 @@ class HDLSettings:
             raise ValueError(f"hdl_k: expected 1 <= hdl_k <= hdl_k_max={labeling['k_max']}, got {labeling['k']}")
         return cls(v["hdl_enable"], v["hdl_warmup_iter"], v["hdl_refresh_every"], v["hdl_use"], v["hdl_embed"],
                    v["hdl_gt_ratio"], v["hdl_min_agreement"], v["hdl_weight_by_agreement"], v["hdl_inject"],
-                   labeling, v["hdl_bank_dtype"], v["hdl_blend_weight"], v["hdl_blend_votes"])
+                   labeling, v["hdl_bank_dtype"], v["hdl_blend_weight"], v["hdl_blend_votes"],
+                   v["hdl_blend_model"])
 
 
 class HDLRefreshHook(Hook):
@@ -168,6 +170,9 @@ class HDLMixin:
         train_y[: min(n, len(known))] = known[:n]
         self._train_y = train_y.to(self.device)
         self._backend = None
+        # norms of the EMA embeddings of the last ema_pass (the bank keeps them L2-normalised): with
+        # them the blend feeds the EMA head the exact features; transient, rebuilt at every refresh
+        self._ema_norms: Optional[torch.Tensor] = None
         self._pool_nonempty = False  # set at each refresh / load: the step reads it, never the pool
         # the diagnostics run first: their figures make the refresh record
         self.refresh_consumers.insert(0, ("diagnostics", lambda alg, ev: alg.hdl_state.diagnostics.compute(alg, ev)))
@@ -360,9 +365,12 @@ class HDLMixin:
         """``hdl_inject: blend``: every pool label becomes the argmax of ``w * v + (1 - w) * p``
         (:mod:`hdl.blend`), ``v`` the label distribution of the sample's closed neighbourhood (itself
         and its first ``chosen_k`` graph neighbours, given and HDL labels, cosine weights), ``p`` the
-        classifier head's probabilities on the sample's latest weak-view features from the train
-        steps, ``w = hdl_blend_weight``; its agreement becomes the blend's winning score.  Samples no
-        step has seen keep HDL's label.  With ``hdl_blend_votes: calibrated`` (and a labeling that
+        model's probabilities, ``w = hdl_blend_weight``; its agreement becomes the blend's winning
+        score.  ``p`` (``hdl_blend_model``): ``ema`` (with ``hdl_embed: ema_pass``) the EMA model's
+        head on this refresh's EMA embedding of the sample (:meth:`_ema_probabilities`: clean view,
+        the model USB evaluates); ``train`` (and with ``hdl_embed: bank``) the training model's head
+        on the sample's latest weak-view features from the train steps, where samples no step has
+        seen keep HDL's label.  With ``hdl_blend_votes: calibrated`` (and a labeling that
         calibrated its confidence) ``v`` is :func:`hdl.blend.calibrated_votes`: the labeler's
         calibrated confidence on HDL's label, the rest over the other voted classes.  Returns how many
         pool labels the blend changed."""
@@ -375,9 +383,13 @@ class HDLMixin:
         if self.hdl.blend_votes == "calibrated" and conf is not None:
             dev = votes.device
             votes = calibrated_votes(votes, r.result.labels.to(dev)[rows.to(dev)], conf.to(dev)[rows.to(dev)])
-        diag = self.hdl_state.diagnostics
-        probs = diag.probabilities(self.model, self.device, pool_ids).to(votes.device)
-        seen = diag.seen(pool_ids)
+        if self.hdl.blend_model == "ema" and self._ema_norms is not None:
+            probs = self._ema_probabilities(pool_ids).to(votes.device)
+            seen = torch.ones(len(pool_ids), dtype=torch.bool, device=pool_ids.device)
+        else:
+            diag = self.hdl_state.diagnostics
+            probs = diag.probabilities(self.model, self.device, pool_ids).to(votes.device)
+            seen = diag.seen(pool_ids)
         score, label = blend_distributions(votes, probs, self.hdl.blend_weight).max(dim=1)
         keep = pool_ids[seen].to(self.pool.device)
         label = label[seen.to(label.device)].to(self.pool.device)
@@ -385,6 +397,18 @@ class HDLMixin:
         self.pool.labels[keep] = label
         self.pool.agreement[keep] = score[seen.to(score.device)].to(self.pool.device)
         return changed
+
+    @torch.no_grad()
+    def _ema_probabilities(self, ids: torch.Tensor) -> torch.Tensor:
+        """Float32 (len(ids), C) softmax of the EMA model's head on the samples' EMA embeddings of
+        this refresh's ema_pass (the bank's normalised rows times their norms: the features the
+        head was given in evaluation, up to rounding; float16 banks round the rows)."""
+        out = []
+        for start in range(0, len(ids), 4096):
+            i = ids[start:start + 4096].to(self.bank.device)
+            f = self.bank.features()[i].float() * self._ema_norms[i, None]
+            out.append(torch.softmax(self.ema_model(f.to(self.device), only_fc=True).float(), dim=-1))
+        return torch.cat(out) if out else torch.zeros(0, self.num_classes)
 
     @torch.no_grad()
     def _drop_less_reliable(self, pool_ids: torch.Tensor, confidence: torch.Tensor) -> Tuple[torch.Tensor, int]:
@@ -447,14 +471,21 @@ class HDLMixin:
         receives all shares (all-gathered)."""
         from .embedding import embed_training_set
 
+        if self._ema_norms is None:
+            self._ema_norms = torch.zeros(self.bank.num_samples, dtype=torch.float32, device=self.bank.device)
         if not self.procs.distributed:
             index, feats = embed_training_set(self)
-            self.bank.update(torch.as_tensor(index, dtype=torch.long), feats)
+            index = torch.as_tensor(index, dtype=torch.long)
+            self.bank.update(index, feats)
+            self._ema_norms[index.to(self.bank.device)] = feats.float().norm(dim=1).to(self.bank.device)
             return
         share = distributed.shard(len(self.dataset_dict["embed"]), self.procs.rank, self.procs.world_size)
         index, feats = embed_training_set(self, positions=share, device=self.bank.device)
-        self.bank.update(*distributed.gather_rows(torch.as_tensor(index, dtype=torch.long, device=self.bank.device),
-                                                  feats))
+        index = torch.as_tensor(index, dtype=torch.long, device=self.bank.device)
+        rows = torch.cat([feats.float(), feats.float().norm(dim=1, keepdim=True)], dim=1)
+        g_index, g_rows = distributed.gather_rows(index, rows)
+        self.bank.update(g_index, g_rows[:, :-1])
+        self._ema_norms[g_index] = g_rows[:, -1]
 
     # ------------------------------------------------------------------ checkpoint
     def get_save_dict(self):
