@@ -144,3 +144,29 @@ def test_image_folder_run_writes_file_names_from_one_data_load(tmp_path):
     rows = read_csv(out)
     assert [r["file"] for r in rows] == [str(files[i]) for i in result.index]
     assert len(set(r["file"] for r in rows)) == len(rows) == 36 - 6  # every image once, validation excluded
+
+
+def test_replay_refresh_recomputes_the_blend_of_a_saved_run(tmp_path):
+    """scripts/replay_refresh.py recomputes the last refresh of a saved run from scratch: at blend
+    weight 0 with the EMA model (the defaults otherwise) the run's own pool labels are the EMA head's,
+    so the replayed ``ema`` accuracy and every ``*/ema`` blend at weight 0 equal the saved pool's."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+    from replay_refresh import replay
+
+    run = train_run(tmp_path, "replay", algorithm="hdl_fixmatch", hdl_warmup_iter=6, hdl_refresh_every=6,
+                    hdl_blend_weight=0.0)
+    alg = load_run(run, "latest", "cpu")
+    ids = torch.nonzero(alg.pool.labels >= 0).flatten()
+    is_lb = torch.zeros_like(alg.pool.labels, dtype=torch.bool)
+    is_lb[alg._lb_global] = True
+    ids = ids[~is_lb[ids]]
+    ids = ids[alg.hdl_state.diagnostics.seen(ids)]
+    truth = alg._train_y[ids]
+    saved = 100.0 * float((alg.pool.labels[ids] == truth).float().mean())
+    res = replay(run, weight=0.0)
+    assert res["samples"] == len(ids)
+    assert res["ema"] == pytest.approx(saved, abs=1e-9)
+    assert res["raw/ema"] == res["cal/ema"] == res["ema"]
+    assert res["raw/train"] == res["cal/train"] == res["train"]
+    assert res["algorithm"] == "fixmatch"
