@@ -134,6 +134,9 @@ PRIOR_VOTE_K = 10
 # class_prior="vote": share of the uniform weight mixed into the estimate (guards the tail classes
 # against an estimate that is too low)
 PRIOR_UNIFORM_MIX = 0.25
+# rows whose votes one pass of a labeling round computes at once (memory, not results: the votes
+# are row-wise)
+VOTE_CHUNK = 1 << 16
 # class_prior="auto": given labels count as balanced when max/min class count <= this
 BALANCED_LABELS_RATIO = 1.5
 
@@ -612,23 +615,33 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
         if diffusion_prior == "class_prior":
             post = post * unlabeled_prior(labels, num_classes, class_prior, feats if feats_ok else None).to(dev)
         post = post / post.sum(dim=1, keepdim=True).clamp(min=1e-30)
-    valid_all = graph_idx >= 0
-    idx_all = graph_idx.clamp(min=0)
-    w_all = _weights(graph_sims, valid_all, weighting, gamma)
     widths = [k] + ([width] if fallback == "expand" and width > k else [])
     unl = (cur < 0).nonzero().squeeze(1)
     for kk in widths:
-        idx_k, valid_k, w_k = idx_all[:, :kk], valid_all[:, :kk], w_all[:, :kk]
         while unl.numel() and (max_rounds is None or rounds < max_rounds):
-            nl = torch.where(valid_k[unl], cur[idx_k[unl]], torch.full((unl.numel(), kk), -1, device=dev))
-            m = (nl >= 0).sum(dim=1)
-            ci = (m >= min_votes).nonzero().squeeze(1)
-            if ci.numel() == 0:
+            # the votes of the waiting samples, VOTE_CHUNK rows at a time (row-wise, so the same
+            # values as in one pass; the (U, k) neighbour arrays of a 1M-row first round would
+            # otherwise take about 2 GB)
+            parts = []
+            for s in range(0, unl.numel(), VOTE_CHUNK):
+                u = unl[s:s + VOTE_CHUNK]
+                gi = graph_idx[u, :kk]
+                valid = gi >= 0
+                nl = torch.where(valid, cur[gi.clamp(min=0)], torch.full_like(gi, -1))
+                m = (nl >= 0).sum(dim=1)
+                c = (m >= min_votes).nonzero().squeeze(1)
+                if c.numel() == 0:
+                    continue
+                uc = u[c]
+                blend = (diffusion_weight, post[uc]) if diffusion_weight > 0 else None
+                w = _weights(graph_sims[uc, :kk], valid[c], weighting, gamma)
+                winner, agr = _vote(nl[c], w, num_classes, blend=blend, **hv)
+                parts.append((c + s, winner, agr, m[c]))
+            if not parts:
                 break
-            blend = (diffusion_weight, post[unl[ci]]) if diffusion_weight > 0 else None
-            winner, agr = _vote(nl[ci], w_k[unl[ci]], num_classes, blend=blend, **hv)
+            ci, winner, agr, mc = (torch.cat(t) for t in zip(*parts))
             keep = agr >= min_agreement
-            ci, winner, agr, mc = ci[keep], winner[keep], agr[keep], m[ci][keep]
+            ci, winner, agr, mc = ci[keep], winner[keep], agr[keep], mc[keep]
             if ci.numel() == 0:
                 break
             ms = torch.sort(mc).values
@@ -646,7 +659,8 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             unl = unl[cur[unl] < 0]
 
     if fallback == "prototype" and unl.numel():
-        nl = torch.where(valid_all[unl, :k], cur[idx_all[unl, :k]], torch.full((unl.numel(), k), -1, device=dev))
+        gi = graph_idx[unl, :k]
+        nl = torch.where(gi >= 0, cur[gi.clamp(min=0)], torch.full_like(gi, -1))
         lonely = unl[(nl >= 0).sum(dim=1) < min_votes]
         if lonely.numel():
             rounds += 1

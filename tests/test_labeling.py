@@ -455,3 +455,28 @@ def test_hdl_label_reports_a_calibrated_confidence_when_held_out_labels_judge_k(
     assert torch.all(c[order][1:] >= c[order][:-1] - 1e-6)  # non-decreasing in the agreement
     # a fixed k judges nothing on held-out labels: no calibration
     assert hdl_label(sims, idx, labels, 3, k=10, feats=x).confidence is None
+
+
+@pytest.mark.parametrize("opts", [{}, {"fallback": "expand", "k": 5, "min_agreement": 0.3},
+                                  {"weighting": "uniform", "class_quota": None, "k": 8}])
+def test_round_votes_in_chunks_equal_one_pass(monkeypatch, opts):
+    """The rounds compute the waiting samples' votes VOTE_CHUNK rows at a time (memory); a chunk of
+    7 rows gives bit for bit what one pass over all rows gives."""
+    import hdl.labeling as lab
+
+    g = torch.Generator().manual_seed(5)
+    n, c = 600, 4
+    y = torch.randint(0, c, (n,), generator=g)
+    x = torch.nn.functional.normalize(torch.randn(c, 8, generator=g)[y] + torch.randn(n, 8, generator=g), dim=1)
+    sims, idx = knn_graph(x, 12, backend="torch")
+    idx[::13, -2:], sims[::13, -2:] = -1, float("-inf")  # missing neighbours
+    labels = torch.full((n,), -1)
+    given = torch.randperm(n, generator=g)[:30]
+    labels[given] = y[given]
+    monkeypatch.setattr(lab, "VOTE_CHUNK", 1 << 20)
+    a = lab.hdl_label(sims, idx, labels, c, feats=x, **opts)
+    monkeypatch.setattr(lab, "VOTE_CHUNK", 7)
+    b = lab.hdl_label(sims, idx, labels, c, feats=x, **opts)
+    assert a.rounds == b.rounds > 1 and a.chosen_k == b.chosen_k
+    for f in ("labels", "level", "agreement"):
+        assert torch.equal(getattr(a, f), getattr(b, f))
