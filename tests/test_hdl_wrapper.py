@@ -292,8 +292,10 @@ def test_min_agreement_and_weight_by_agreement(tmp_path, weight_by_agreement):
 
 
 def test_injected_figures_count_only_labels_passing_min_agreement(tmp_path):
+    # hdl_inject all: the agreements are the vote shares (the blend's, after 3 iterations, are the
+    # near-flat scores of an untrained model and all below 0.9)
     args = make_args("fixmatch", tmp_path, "injfig", algorithm="hdl_fixmatch", num_train_iter=3, hdl_warmup_iter=3,
-                     hdl_min_agreement=0.9)
+                     hdl_min_agreement=0.9, hdl_inject="all")
     a = runner.build_algorithm(args, tb=False)
     a.train()
     stats = a.refresh_log[0]
