@@ -113,7 +113,8 @@ def _declared() -> Dict[str, Key]:
         Key("hdl_gt_ratio", "hdl", 0.5, lambda v: _real(v) and 0 < v <= 1, "a number in (0, 1]",
             "pool mode: least share of ground truth per labeled batch", float),
         Key("hdl_min_agreement", "hdl", 0.0, lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]",
-            "HDL labels whose vote agreement is below this are not used in training", float),
+            "HDL labels whose agreement is below this are not used in training (the vote share; with "
+            "hdl_inject blend the blended score)", float),
         Key("hdl_inject", "hdl", "blend", lambda v: v in HDL_INJECTS, f"one of {list(HDL_INJECTS)}",
             "all: every pool label is used; confident: a pool label the model contradicts with a higher "
             "confidence than the label's calibrated confidence is dropped at the refresh; calibrated: a pool "
