@@ -62,7 +62,10 @@ def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: in
     # the reversed edges grouped by their row (= the out-edge's column), stable: (rc, rr, rv)
     by_col = torch.argsort(c, stable=True)
     rc, rv = c[by_col], v[by_col]
-    rr = (torch.searchsorted(out_start, by_col, right=True) - 1).to(small)
+    # each reversed edge's row, a block at a time so that no int64 copy of all E entries is made
+    rr = torch.empty(len(by_col), dtype=small, device=dev)
+    for s in range(0, len(by_col), 1 << 22):
+        rr[s:s + (1 << 22)] = torch.searchsorted(out_start, by_col[s:s + (1 << 22)], right=True) - 1
     del by_col
     in_start = torch.searchsorted(rc, torch.arange(n + 1, device=dev, dtype=small))
     crow = torch.zeros(n + 1, dtype=torch.long, device=dev)

@@ -823,9 +823,19 @@ def knn_vote(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, k: int
     agreement = lab.float()
     if not lab.any() or lab.all():
         return LabelResult(out, level, agreement, int(k), 0)
-    f = F.normalize(feats.detach().float(), dim=1)
     unl = (~lab).nonzero().squeeze(1)
-    sims, idx = knn_search(f[unl], f[lab], k, backend=backend)
+    base = F.normalize(feats[lab].detach().float(), dim=1)
+    if backend == "torch":
+        # the unlabeled rows normalised and searched a chunk at a time (no normalised copy of all
+        # rows); the chunks are whole multiples of the matrix-multiply blocks one search of every
+        # row would use, so the blocks and the results are the same
+        block = max(1, min(len(unl), (1 << 26) // max(len(base), 1)))
+        step = block * max(1, VOTE_CHUNK // block)
+        parts = [knn_search(F.normalize(feats[unl[a:a + step]].detach().float(), dim=1), base, k,
+                            backend="torch", block_size=block) for a in range(0, len(unl), step)]
+        sims, idx = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    else:
+        sims, idx = knn_search(F.normalize(feats[unl].detach().float(), dim=1), base, k, backend=backend)
     nl = torch.where(idx >= 0, labels[lab][idx.clamp(min=0)], torch.full_like(idx, -1))
     winner, agr = _vote(nl, _weights(sims, idx >= 0, weighting, gamma), num_classes)
     out[unl], level[unl], agreement[unl] = winner, 1, agr

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hdl.knn import knn_graph
+from hdl.knn import knn_graph, knn_search
 from hdl.labeling import (DEFAULT_OPTIONS, OPTION_TABLE, balanced_accuracy_se, choose_k, choose_k_heldout,
                           class_weights, estimate_prior_em, hdl_label, heldout_split, knn_vote, one_se_choice,
                           smallest_class_size,
@@ -480,3 +480,30 @@ def test_round_votes_in_chunks_equal_one_pass(monkeypatch, opts):
     assert a.rounds == b.rounds > 1 and a.chosen_k == b.chosen_k
     for f in ("labels", "level", "agreement"):
         assert torch.equal(getattr(a, f), getattr(b, f))
+
+
+def test_knn_vote_in_chunks_equals_one_pass(monkeypatch):
+    """The torch-backend kNN vote (the class prior's estimate) searches the unlabeled rows a chunk
+    at a time, whole multiples of its matrix-multiply blocks: the same labels and agreements."""
+    import hdl.labeling as lab
+
+    g = torch.Generator().manual_seed(2)
+    n, c = 45000, 5
+    x = torch.randn(n, 4, generator=g) * 2
+    y = torch.randint(0, c, (n,), generator=g)
+    labels = torch.full((n,), -1)
+    given = torch.randperm(n, generator=g)[:40000]
+    labels[given] = y[given]
+    monkeypatch.setattr(lab, "VOTE_CHUNK", 1 << 20)
+    a = lab.knn_vote(x, labels, c, k=7, weighting="cosine", backend="torch")
+    # below one block (2^26 / 40,000 = 1,677 rows): one block per chunk, three chunks for 5,000 rows
+    monkeypatch.setattr(lab, "VOTE_CHUNK", 5)
+    b = lab.knn_vote(x, labels, c, k=7, weighting="cosine", backend="torch")
+    for f in ("labels", "level", "agreement"):
+        assert torch.equal(getattr(a, f), getattr(b, f))
+    # and the same as the vote computed by hand through knn_search on the normalised rows
+    unl = (labels < 0).nonzero().squeeze(1)
+    f = F.normalize(x, dim=1)
+    s, i = knn_search(f[unl], f[labels >= 0], 7, backend="torch")
+    votes = torch.zeros(len(unl), c).scatter_add_(1, labels[labels >= 0][i], s.clamp(min=0))
+    assert torch.equal(a.labels[unl], votes.argmax(dim=1))
