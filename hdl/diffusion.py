@@ -50,15 +50,28 @@ def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: in
     k = min(k, width)
     dev = graph_idx.device
     idx = graph_idx[:, :k]
-    w = graph_sims[:, :k].float().clamp(min=0).pow(gamma)
-    keep = (idx >= 0) & (w > 0) & (idx != torch.arange(n, device=dev).unsqueeze(1))
-    per_row = keep.sum(dim=1)
+
+    def kept(a: int, b: int):
+        """The kept edges of rows a..b-1: (mask, weights) of those rows' graph columns."""
+        w = graph_sims[a:b, :k].float().clamp(min=0).pow(gamma)
+        blk = idx[a:b]
+        return (blk >= 0) & (w > 0) & (blk != torch.arange(a, b, device=dev).unsqueeze(1)), w
+
+    step = max(1, int(block_rows))
+    per_row = torch.cat([kept(a, min(n, a + step))[0].sum(dim=1) for a in range(0, n, step)]) if n else \
+        torch.zeros(0, dtype=torch.long, device=dev)
     out_start = torch.zeros(n + 1, dtype=torch.long, device=dev)
     out_start[1:] = per_row.cumsum(0)
     small = torch.int32 if n < 2 ** 31 else torch.long  # node ids of the edge lists
-    c = idx[keep].to(small)            # out-edges, grouped by row (row-major), E entries
-    v = w[keep]
-    del keep, w
+    e = int(out_start[n])
+    c = torch.empty(e, dtype=small, device=dev)            # out-edges, grouped by row (row-major)
+    v = torch.empty(e, dtype=torch.float32, device=dev)
+    for a in range(0, n, step):  # a block of rows at a time: no int64 or unmasked copy of all edges
+        b = min(n, a + step)
+        bkeep, bw = kept(a, b)
+        c[int(out_start[a]):int(out_start[b])] = idx[a:b][bkeep]
+        v[int(out_start[a]):int(out_start[b])] = bw[bkeep]
+        del bkeep, bw
     # the reversed edges grouped by their row (= the out-edge's column), stable: (rc, rr, rv)
     by_col = torch.argsort(c, stable=True)
     rc, rv = c[by_col], v[by_col]
@@ -67,19 +80,24 @@ def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: in
     for s in range(0, len(by_col), 1 << 22):
         rr[s:s + (1 << 22)] = torch.searchsorted(out_start, by_col[s:s + (1 << 22)], right=True) - 1
     del by_col
+    del c, v  # each block takes its rows' own edges from the graph again (the same entries)
     in_start = torch.searchsorted(rc, torch.arange(n + 1, device=dev, dtype=small))
     crow = torch.zeros(n + 1, dtype=torch.long, device=dev)
     deg = torch.zeros(n, dtype=torch.float32, device=dev)
-    cols, vals = [], []
-    step = max(1, int(block_rows))
+    # the blocks write into buffers of the 2E entries before merging (an upper bound of the
+    # result's size), used as views of their first entries: no concatenation copy at the end
+    col_buf = torch.empty(2 * e, dtype=small, device=dev)
+    val_buf = torch.empty(2 * e, dtype=torch.float32, device=dev)
+    pos = 0
     for a in range(0, n, step):
         b = min(n, a + step)
-        o0, o1, i0, i1 = (int(t) for t in (out_start[a], out_start[b], in_start[a], in_start[b]))
+        i0, i1 = int(in_start[a]), int(in_start[b])
         own = torch.repeat_interleave(torch.arange(a, b, device=dev), per_row[a:b])
+        bkeep, bw = kept(a, b)
         rows = torch.cat([own, rc[i0:i1].long()])
-        cs = torch.cat([c[o0:o1].long(), rr[i0:i1].long()])
-        vs = torch.cat([v[o0:o1], rv[i0:i1]])
-        del own
+        cs = torch.cat([idx[a:b][bkeep], rr[i0:i1].long()])
+        vs = torch.cat([bw[bkeep], rv[i0:i1]])
+        del own, bkeep, bw
         key, order = torch.sort(rows * n + cs)
         del rows, cs
         vs = vs[order]
@@ -92,15 +110,14 @@ def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: in
         del key, first, slot, vs
         urow = ukey // n
         deg.index_add_(0, urow, summed)  # row by row in column order, as over the coalesced entries
-        cols.append((ukey % n).to(small))
-        vals.append(summed)
+        col_buf[pos:pos + len(ukey)] = ukey % n
+        val_buf[pos:pos + len(ukey)] = summed
+        pos += len(ukey)
         crow[a + 1:b + 1] = torch.bincount(urow - a, minlength=b - a).cumsum(0)
         crow[a + 1:b + 1] += crow[a]
         del ukey, urow
-    del c, v, rc, rr, rv
-    col = torch.cat(cols) if cols else torch.zeros(0, dtype=small, device=dev)
-    val = torch.cat(vals) if vals else torch.zeros(0, dtype=torch.float32, device=dev)
-    del cols, vals
+    del rc, rr, rv
+    col, val = col_buf[:pos], val_buf[:pos]
     deg[deg == 0] = 1.0
     dinv = deg.rsqrt()
     for a in range(0, n, step):  # val = val * dinv[row] * dinv[col], a block of rows at a time
