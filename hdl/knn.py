@@ -156,11 +156,17 @@ def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
     return x
 
 
+def torch_block_rows(n_q: int, n_b: int) -> int:
+    """Query rows per matrix-multiply block of the torch backend when ``block_size`` is None:
+    about 64 Mi similarity entries per block."""
+    return max(1, min(n_q, (1 << 26) // max(n_b, 1)))
+
+
 def _search_torch(q: torch.Tensor, b: torch.Tensor, k: int, exclude_self: bool,
                   block_size: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
     n_q, n_b = q.shape[0], b.shape[0]
-    if block_size is None:  # about 64 Mi similarity entries per block
-        block_size = max(1, min(n_q, (1 << 26) // max(n_b, 1)))
+    if block_size is None:
+        block_size = torch_block_rows(n_q, n_b)
     sims_out = torch.empty(n_q, k, dtype=torch.float32, device=q.device)
     idx_out = torch.empty(n_q, k, dtype=torch.int64, device=q.device)
     bt = b.t().contiguous()

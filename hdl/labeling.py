@@ -112,7 +112,7 @@ import torch.nn.functional as F
 
 from hdl.diffusion import diffusion_scores, normalized_affinity
 from hdl.graph_labels import LabelResult, _check_inputs, _is_int, _is_real  # noqa: F401  (re-exported)
-from hdl.knn import knn_search
+from hdl.knn import knn_search, torch_block_rows
 
 
 WEIGHTINGS = ("uniform", "cosine", "cosine^gamma")
@@ -829,7 +829,7 @@ def knn_vote(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, k: int
         # the unlabeled rows normalised and searched a chunk at a time (no normalised copy of all
         # rows); the chunks are whole multiples of the matrix-multiply blocks one search of every
         # row would use, so the blocks and the results are the same
-        block = max(1, min(len(unl), (1 << 26) // max(len(base), 1)))
+        block = torch_block_rows(len(unl), len(base))
         step = block * max(1, VOTE_CHUNK // block)
         parts = [knn_search(F.normalize(feats[unl[a:a + step]].detach().float(), dim=1), base, k,
                             backend="torch", block_size=block) for a in range(0, len(unl), step)]

@@ -36,21 +36,14 @@ CONFIDENCES = ["vote share", "calibrated", "train conf", "ema conf"]
 def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     """Accuracies (%) of the :data:`COLUMNS` and mean :data:`CONFIDENCES` on ``run_dir``'s pool."""
     from hdl.algorithms.run.runner import load_run
-    from hdl.algorithms.usb.embedding import embed_training_set
     from hdl.blend import blend_distributions, calibrated_votes, neighbourhood_votes
     from hdl.refresh import refresh as refresh_labels
 
     alg = load_run(run_dir, "latest", device)
     if not hasattr(alg, "hdl"):
         raise ValueError(f"{run_dir}: not an hdl_* run")
-    bank = alg.bank
-    ids = torch.nonzero(bank.filled).flatten()
-    is_lb = torch.zeros(bank.num_samples, dtype=torch.bool, device=ids.device)
-    is_lb[alg._lb_global] = True
-    lb_in = is_lb[ids]
-    labels = torch.full((len(ids),), -1, dtype=torch.long, device=ids.device)
-    labels[lb_in] = alg._train_y[ids[lb_in]]
-    r = refresh_labels(bank.features()[ids], labels, alg.num_classes, normalize=False, **alg.hdl.labeling)
+    ids, labels, _ = alg.refresh_inputs()  # as the run's refresh: the saved bank, the given labels
+    r = refresh_labels(alg.bank.features()[ids], labels, alg.num_classes, normalize=False, **alg.hdl.labeling)
     rows = torch.nonzero(r.new).flatten()
     pool_ids = ids[rows]
     diag = alg.hdl_state.diagnostics
@@ -66,10 +59,8 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     conf = r.result.confidence
     cal = calibrated_votes(votes, hdl, conf[rows]) if conf is not None else votes
     p_train = diag.probabilities(alg.model, alg.device, pool_ids).cpu()
-    index, feats = embed_training_set(alg)
-    pos = torch.full((bank.num_samples,), -1, dtype=torch.long)
-    pos[torch.as_tensor(index)] = torch.arange(len(index))
-    p_ema = torch.softmax(alg.ema_model(feats[pos[pool_ids.cpu()]].to(alg.device), only_fc=True).float(), -1).cpu()
+    alg._embed_with_ema()  # after the labeling: re-embeds the bank and keeps the norms, as a refresh does
+    p_ema = alg._ema_probabilities(pool_ids).cpu()
     votes, cal, hdl, truth, known = votes.cpu(), cal.cpu(), hdl.cpu(), truth.cpu(), known.cpu()
 
     def acc(pred):

@@ -9,7 +9,7 @@ pool and the diagnostics together and is the one place that saves, versions and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping
 
 import torch
 
@@ -32,6 +32,18 @@ class RefreshEvent:
     pool_ids: torch.Tensor
 
 
+@torch.no_grad()
+def head_probabilities(model, device, features: Callable[[torch.Tensor], torch.Tensor], ids: torch.Tensor,
+                       chunk: int = 4096) -> torch.Tensor:
+    """Float32 (len(ids), C) softmax of ``model``'s classifier head (``only_fc=True``) on
+    ``features(ids_chunk)``, ``chunk`` samples at a time (an empty ``ids`` gives a (0, 0) tensor)."""
+    out = []
+    for start in range(0, len(ids), chunk):
+        logits = model(features(ids[start:start + chunk]).to(device), only_fc=True)
+        out.append(torch.softmax(logits.float(), dim=-1))
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
 class RefreshDiagnostics:
     """raw_feat float32 (N, D) latest weak-view features; logit_pred int64 (N,) / logit_conf
     float32 (N,) the classifier head's prediction on them at the last refresh (-1 / 0: none)."""
@@ -52,11 +64,7 @@ class RefreshDiagnostics:
     @torch.no_grad()
     def probabilities(self, model, device, ids: torch.Tensor) -> torch.Tensor:
         """Float32 (len(ids), C) softmax of the classifier head on the samples' latest features."""
-        out = []
-        for start in range(0, len(ids), 4096):
-            logits = model(self.raw_feat[ids[start:start + 4096]].to(device), only_fc=True)
-            out.append(torch.softmax(logits.float(), dim=-1))
-        return torch.cat(out) if out else torch.zeros(0, 0)
+        return head_probabilities(model, device, lambda i: self.raw_feat[i], ids)
 
     @torch.no_grad()
     def _predict(self, model, device, ids: torch.Tensor) -> None:

@@ -60,7 +60,7 @@ from . import distributed
 from .device import DeviceMixin, place_hook_after
 from .faults import fault_point
 from .host_sync import per_step
-from .diagnostics import HDLState, RefreshEvent
+from .diagnostics import HDLState, RefreshEvent, head_probabilities
 from .seam import TargetSeam, Targets
 from .semantic_loss import SemanticLossMixin
 
@@ -296,6 +296,17 @@ class HDLMixin:
             return
         self.refresh()
 
+    def refresh_inputs(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a refresh labels: the bank's filled sample indices (int64 (M,)), their given labels
+        (int64 (M,), -1 for unlabeled samples) and which of them are labeled samples (bool (M,))."""
+        ids = torch.nonzero(self.bank.filled).flatten()
+        is_lb = torch.zeros(self.bank.num_samples, dtype=torch.bool, device=self.bank.device)
+        is_lb[self._lb_global] = True
+        lb_in = is_lb[ids]
+        labels = torch.full((len(ids),), -1, dtype=torch.long, device=self.bank.device)
+        labels[lb_in] = self._train_y[ids[lb_in]]
+        return ids, labels, lb_in
+
     @torch.no_grad()
     def refresh(self) -> Dict[str, float]:
         """Recompute the pool from the bank (:func:`hdl.refresh.refresh`), run the refresh
@@ -303,12 +314,7 @@ class HDLMixin:
         t0 = time.perf_counter()
         if self.hdl.embed == "ema_pass":
             self._embed_with_ema()
-        ids = torch.nonzero(self.bank.filled).flatten()
-        is_lb = torch.zeros(self.bank.num_samples, dtype=torch.bool, device=self.bank.device)
-        is_lb[self._lb_global] = True
-        lb_in = is_lb[ids]
-        labels = torch.full((len(ids),), -1, dtype=torch.long, device=self.bank.device)
-        labels[lb_in] = self._train_y[ids[lb_in]]
+        ids, labels, lb_in = self.refresh_inputs()
         if self._backend is None:
             self._backend = resolve_backend(self.hdl.backend, self.bank.device)
             self.print_fn(f"HDL kNN backend: {self._backend}")
@@ -403,12 +409,11 @@ class HDLMixin:
         """Float32 (len(ids), C) softmax of the EMA model's head on the samples' EMA embeddings of
         this refresh's ema_pass (the bank's normalised rows times their norms: the features the
         head was given in evaluation, up to rounding; float16 banks round the rows)."""
-        out = []
-        for start in range(0, len(ids), 4096):
-            i = ids[start:start + 4096].to(self.bank.device)
-            f = self.bank.features()[i].float() * self._ema_norms[i, None]
-            out.append(torch.softmax(self.ema_model(f.to(self.device), only_fc=True).float(), dim=-1))
-        return torch.cat(out) if out else torch.zeros(0, self.num_classes)
+        def features(i):
+            i = i.to(self.bank.device)
+            return self.bank.features()[i].float() * self._ema_norms[i, None]
+
+        return head_probabilities(self.ema_model, self.device, features, ids)
 
     @torch.no_grad()
     def _drop_less_reliable(self, pool_ids: torch.Tensor, confidence: torch.Tensor) -> Tuple[torch.Tensor, int]:
