@@ -32,7 +32,7 @@ from hdl.graph_labels import LabelResult, _check_inputs
 
 
 # normalized_affinity: rows per block of the symmetric edge list (bounds the build's temporaries)
-AFFINITY_BLOCK_ROWS = 1 << 17
+AFFINITY_BLOCK_ROWS = 1 << 16
 
 
 def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: int = 50,
@@ -58,30 +58,37 @@ def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: in
         return (blk >= 0) & (w > 0) & (blk != torch.arange(a, b, device=dev).unsqueeze(1)), w
 
     step = max(1, int(block_rows))
-    per_row = torch.cat([kept(a, min(n, a + step))[0].sum(dim=1) for a in range(0, n, step)]) if n else \
-        torch.zeros(0, dtype=torch.long, device=dev)
-    out_start = torch.zeros(n + 1, dtype=torch.long, device=dev)
-    out_start[1:] = per_row.cumsum(0)
     small = torch.int32 if n < 2 ** 31 else torch.long  # node ids of the edge lists
-    e = int(out_start[n])
-    c = torch.empty(e, dtype=small, device=dev)            # out-edges, grouped by row (row-major)
-    v = torch.empty(e, dtype=torch.float32, device=dev)
-    for a in range(0, n, step):  # a block of rows at a time: no int64 or unmasked copy of all edges
+    per_row = torch.zeros(n, dtype=torch.long, device=dev)
+    in_count = torch.zeros(n, dtype=torch.long, device=dev)  # kept edges pointing into each node
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        bkeep, _ = kept(a, b)
+        per_row[a:b] = bkeep.sum(dim=1)
+        in_count += torch.bincount(idx[a:b][bkeep], minlength=n)
+        del bkeep
+    in_start = torch.zeros(n + 1, dtype=torch.long, device=dev)
+    in_start[1:] = in_count.cumsum(0)
+    e = int(in_start[n])
+    # the reversed edges grouped by their row (= the out-edge's column), in source-row order within
+    # a group (a stable counting sort, a block of rows at a time): rr[j] the source row, rv[j] the
+    # weight; no copy of all E out-edges and no global sort (their temporaries were the peak)
+    rr = torch.empty(e, dtype=small, device=dev)
+    rv = torch.empty(e, dtype=torch.float32, device=dev)
+    fill = in_start[:n].clone()
+    for a in range(0, n, step):
         b = min(n, a + step)
         bkeep, bw = kept(a, b)
-        c[int(out_start[a]):int(out_start[b])] = idx[a:b][bkeep]
-        v[int(out_start[a]):int(out_start[b])] = bw[bkeep]
-        del bkeep, bw
-    # the reversed edges grouped by their row (= the out-edge's column), stable: (rc, rr, rv)
-    by_col = torch.argsort(c, stable=True)
-    rc, rv = c[by_col], v[by_col]
-    # each reversed edge's row, a block at a time so that no int64 copy of all E entries is made
-    rr = torch.empty(len(by_col), dtype=small, device=dev)
-    for s in range(0, len(by_col), 1 << 22):
-        rr[s:s + (1 << 22)] = torch.searchsorted(out_start, by_col[s:s + (1 << 22)], right=True) - 1
-    del by_col
-    del c, v  # each block takes its rows' own edges from the graph again (the same entries)
-    in_start = torch.searchsorted(rc, torch.arange(n + 1, device=dev, dtype=small))
+        cols = idx[a:b][bkeep]
+        order = torch.argsort(cols, stable=True)
+        sc = cols[order]
+        rank = torch.arange(len(sc), device=dev) - torch.searchsorted(sc, sc)
+        pos = fill[sc] + rank
+        rr[pos] = torch.repeat_interleave(torch.arange(a, b, device=dev), per_row[a:b])[order].to(small)
+        rv[pos] = bw[bkeep][order]
+        fill += torch.bincount(cols, minlength=n)
+        del bkeep, bw, cols, order, sc, rank, pos
+    del fill
     crow = torch.zeros(n + 1, dtype=torch.long, device=dev)
     deg = torch.zeros(n, dtype=torch.float32, device=dev)
     # the blocks write into buffers of the 2E entries before merging (an upper bound of the
@@ -93,11 +100,12 @@ def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: in
         b = min(n, a + step)
         i0, i1 = int(in_start[a]), int(in_start[b])
         own = torch.repeat_interleave(torch.arange(a, b, device=dev), per_row[a:b])
+        into = torch.repeat_interleave(torch.arange(a, b, device=dev), in_count[a:b])
         bkeep, bw = kept(a, b)
-        rows = torch.cat([own, rc[i0:i1].long()])
+        rows = torch.cat([own, into])
         cs = torch.cat([idx[a:b][bkeep], rr[i0:i1].long()])
         vs = torch.cat([bw[bkeep], rv[i0:i1]])
-        del own, bkeep, bw
+        del own, into, bkeep, bw
         key, order = torch.sort(rows * n + cs)
         del rows, cs
         vs = vs[order]
@@ -116,7 +124,7 @@ def normalized_affinity(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: in
         crow[a + 1:b + 1] = torch.bincount(urow - a, minlength=b - a).cumsum(0)
         crow[a + 1:b + 1] += crow[a]
         del ukey, urow
-    del rc, rr, rv
+    del rr, rv
     col, val = col_buf[:pos], val_buf[:pos]
     deg[deg == 0] = 1.0
     dinv = deg.rsqrt()
