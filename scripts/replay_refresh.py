@@ -11,6 +11,13 @@ model, and the accuracy on the unlabeled pool samples (those a train step has se
 * ``hdl``: HDL's labels;
 * ``raw/train``, ``cal/train``, ``raw/ema``, ``cal/ema``: the blend at ``--weight`` with raw or
   calibrated vote distributions (``hdl_blend_votes``) and either model;
+* rules measured against the fixed weight (not options of training): ``cal*ema``, the product of
+  the calibrated votes and the EMA model's probabilities (a log-linear pool, no weight; a class
+  without a neighbour vote gets none), ``cal*ema/prior`` the same divided by the class prior (the
+  label frequencies after the labeling, +1 each: the product of two posteriors counts the prior
+  twice under conditional independence), and ``cal/ema conf-w``: a per-sample weight
+  ``c_v / (c_v + c_m)``, ``c_v`` the labeler's calibrated confidence, ``c_m`` the EMA head's
+  largest probability (each source weighted by its own confidence on the sample);
 
 and the mean winning vote share, calibrated confidence and model confidences (how calibrated each
 source is).  Means per algorithm (``hdl_<name>`` of the run's config) close the table.
@@ -28,7 +35,8 @@ from collections import defaultdict
 
 import torch
 
-COLUMNS = ["train", "ema", "hdl", "raw/train", "cal/train", "raw/ema", "cal/ema"]
+COLUMNS = ["train", "ema", "hdl", "raw/train", "cal/train", "raw/ema", "cal/ema", "cal*ema", "cal*ema/prior",
+           "cal/ema conf-w"]
 CONFIDENCES = ["vote share", "calibrated", "train conf", "ema conf"]
 
 
@@ -70,6 +78,17 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     for vname, v in (("raw", votes), ("cal", cal)):
         for mname, p in (("train", p_train), ("ema", p_ema)):
             out[f"{vname}/{mname}"] = acc(blend_distributions(v, p, weight).argmax(1))
+    prod = cal * p_ema
+    prod = torch.where(prod.sum(1, keepdim=True) > 0, prod, p_ema)  # no vote at all: the model's row
+    out["cal*ema"] = acc(prod.argmax(1))
+    given_and_hdl = r.result.labels[r.result.labels >= 0].cpu()
+    prior = torch.bincount(given_and_hdl, minlength=alg.num_classes).float() + 1
+    out["cal*ema/prior"] = acc((prod / (prior / prior.sum())).argmax(1))
+    if conf is not None:
+        c_v, c_m = conf[rows].cpu().float(), p_ema.max(1).values
+        out["cal/ema conf-w"] = acc(blend_distributions(cal, p_ema, c_v / (c_v + c_m).clamp(min=1e-30)).argmax(1))
+    else:
+        out["cal/ema conf-w"] = float("nan")
     share = votes / votes.sum(1, keepdim=True).clamp(min=1e-30)
     out["vote share"] = float(share.max(1).values.mean())
     out["calibrated"] = float(conf[rows].mean()) if conf is not None else float("nan")

@@ -69,3 +69,24 @@ def test_fmnist_tiles_with_small_noise(tmp_path):
     base = base / np.linalg.norm(base, axis=1, keepdims=True)
     nearest = (torch.from_numpy(x) @ torch.from_numpy(base).T).max(dim=1).values
     assert float(nearest.min()) > 0.999  # every row is a copy of a base row plus small noise
+
+
+def test_ann_sweep_full_probe_is_exact(tmp_path):
+    """bench_ann_sweep: IVF probing every cell lists the exact neighbours (recall 1), one probe
+    fewer of them; HNSW with a search list of all rows finds them too; the table is written."""
+    pytest.importorskip("faiss")
+    import bench_ann_sweep
+    from hdl.ann import ivf_defaults
+
+    x, _, _ = bench_scale.mixture(3000)
+    nlist, _ = ivf_defaults(len(x))
+    rows = bench_ann_sweep.sweep(x, 300, [1, nlist], [16], [3000])
+    by = {(r["index"], r["params"]): r for r in rows}
+    assert by[("exact (flat)", "")]["recall"] == 1.0
+    assert by[("IVF-Flat", f"nlist {nlist}, nprobe {nlist}")]["recall"] == pytest.approx(1.0)
+    assert by[("IVF-Flat", f"nlist {nlist}, nprobe 1")]["recall"] < 0.9  # a hard mixture: one cell misses many
+    assert by[("HNSW-Flat", "M 16, efSearch 3000")]["recall"] > 0.99
+    out = tmp_path / "sweep.md"
+    assert bench_ann_sweep.main(["--size", "2000", "--queries", "100", "--nprobe", "1", "--hnsw-m", "8",
+                                 "--ef", "64", "--threads", "1", "--out", str(out)]) == 0
+    assert out.read_text().count("\n| ") == 4 and not os.path.exists(str(out) + ".tmp")  # header, exact, IVF, HNSW
