@@ -37,7 +37,9 @@ taken from the HDL paper):
    * ``"vote"``: ``w_c = (1 - m) * e_c / g_c + m``, ``e_c`` the estimated share of class c among
      the unlabeled samples, ``g_c`` its share of the given labels, ``m = PRIOR_UNIFORM_MIX``; the
      estimate counts the winners of a cosine vote of every unlabeled sample among its
-     ``PRIOR_VOTE_K`` nearest given-label samples (plus one per class); needs ``feats``.
+     ``PRIOR_VOTE_K`` nearest given-label samples (plus one per class); needs ``feats``.  Above
+     ``PRIOR_ROWS`` unlabeled samples (here and for ``"em"``) a seeded random subset of that many
+     votes (:func:`prior_rows`; a histogram needs no more).
    * ``"em"``: ``w_c = (1 - m) * pi_c / g_c + m`` with ``pi`` the EM estimate of
      :func:`estimate_prior_em` (Saerens et al. 2002, kNN class likelihoods with class-normalised
      label mass).
@@ -131,6 +133,11 @@ EM_ITERS = 200
 EM_TOL = 1e-6
 # class_prior="vote": given-label neighbours per unlabeled sample in the class-size estimate
 PRIOR_VOTE_K = 10
+# class_prior="vote" / "em": unlabeled samples the class-size estimate reads at most (above it, a
+# seeded random subset of this many: the estimate is a histogram of row-wise votes, whose sampling
+# error at 100k rows is below 0.16 points per class share, while the search of every unlabeled row
+# against the given labels took a third of the labeling time at 1M rows; ours)
+PRIOR_ROWS = 100_000
 # class_prior="vote": share of the uniform weight mixed into the estimate (guards the tail classes
 # against an estimate that is too low)
 PRIOR_UNIFORM_MIX = 0.25
@@ -705,10 +712,29 @@ def unlabeled_prior(labels: torch.Tensor, num_classes: int, class_prior: str = "
         return counts / counts.sum().clamp(min=1)
     if rule == "em":
         return estimate_prior_em(feats.to(labels.device), labels, num_classes)
-    voted = knn_vote(feats.to(labels.device), labels, num_classes, k=PRIOR_VOTE_K, weighting="cosine",
-                     backend="torch").labels[~lab]
+    feats, sub = feats.to(labels.device), labels
+    rows = prior_rows(labels)
+    if len(rows) < len(labels):
+        feats, sub = feats[rows], labels[rows]
+    voted = knn_vote(feats, sub, num_classes, k=PRIOR_VOTE_K, weighting="cosine", backend="torch").labels[sub < 0]
     est = torch.bincount(voted, minlength=num_classes).float() + 1.0
     return est / est.sum()
+
+
+def prior_rows(labels: torch.Tensor, cap: Optional[int] = None, seed: int = HELDOUT_SEED) -> torch.Tensor:
+    """Int64 row numbers (ascending, on ``labels``' device) the class-size estimate reads: every
+    given label and every unlabeled sample, or, above ``cap`` (default :data:`PRIOR_ROWS`)
+    unlabeled samples, a random subset of ``cap`` of them drawn with ``seed``.  Each unlabeled
+    sample's vote depends only on the given labels, so the subset's votes are those of the same
+    rows in a full pass."""
+    cap = PRIOR_ROWS if cap is None else int(cap)
+    lab = labels >= 0
+    unl = torch.nonzero(~lab).flatten()
+    if len(unl) <= cap:
+        return torch.arange(len(labels), device=labels.device)
+    g = torch.Generator().manual_seed(seed)
+    pick = unl[torch.randperm(len(unl), generator=g)[:cap].to(labels.device)]
+    return torch.sort(torch.cat([torch.nonzero(lab).flatten(), pick])).values
 
 
 def class_weights(labels: torch.Tensor, num_classes: int, class_prior: str = "auto",
@@ -736,8 +762,12 @@ def estimate_prior_em(feats: torch.Tensor, labels: torch.Tensor, num_classes: in
     labels of class c (so a label of a rare class weighs more: class-normalised seed mass).  EM:
     start from uniform shares; posterior ``r(c | x) ~ pi_c k_c(x) / n_c``; ``pi_c`` = mean posterior;
     stop after ``iters`` steps or when no share moves more than ``tol``.  A class without given
-    labels gets share 0.
+    labels gets share 0.  Above :data:`PRIOR_ROWS` unlabeled samples it reads a seeded subset
+    (:func:`prior_rows`).
     """
+    rows = prior_rows(labels)
+    if len(rows) < len(labels):
+        labels, feats = labels[rows], feats[rows]
     lab = labels >= 0
     n_c = torch.bincount(labels[lab], minlength=num_classes).float()
     f = F.normalize(feats.detach().float(), dim=1)

@@ -507,3 +507,32 @@ def test_knn_vote_in_chunks_equals_one_pass(monkeypatch):
     s, i = knn_search(f[unl], f[labels >= 0], 7, backend="torch")
     votes = torch.zeros(len(unl), c).scatter_add_(1, labels[labels >= 0][i], s.clamp(min=0))
     assert torch.equal(a.labels[unl], votes.argmax(dim=1))
+
+
+def test_prior_reads_a_seeded_subset_above_its_cap(monkeypatch):
+    """Above PRIOR_ROWS unlabeled samples the class-size estimate reads a seeded subset of them:
+    the "vote" estimate equals the histogram (+1 per class) of the full pass's votes at the drawn
+    rows, the "em" estimate equals EM on those rows alone, and below the cap nothing changes."""
+    import hdl.labeling as lab
+
+    g = torch.Generator().manual_seed(3)
+    n, c = 600, 3
+    x = torch.randn(n, 5, generator=g)
+    labels = torch.full((n,), -1)
+    labels[:30] = torch.arange(30) % c
+    full_vote = lab.knn_vote(x, labels, c, k=lab.PRIOR_VOTE_K, weighting="cosine", backend="torch").labels
+    full_prior = lab.unlabeled_prior(labels, c, "vote", x)
+    full_em = lab.estimate_prior_em(x, labels, c)
+    assert torch.equal(lab.prior_rows(labels), torch.arange(n))  # 570 unlabeled <= 100,000
+    monkeypatch.setattr(lab, "PRIOR_ROWS", 50)
+    rows = lab.prior_rows(labels)
+    assert len(rows) == 80 and torch.equal(rows[:30], torch.arange(30)) and bool((rows[1:] > rows[:-1]).all())
+    assert torch.equal(rows, lab.prior_rows(labels))  # seeded: the same draw every time
+    drawn = rows[30:]
+    est = torch.bincount(full_vote[drawn], minlength=c).float() + 1.0
+    assert torch.allclose(lab.unlabeled_prior(labels, c, "vote", x), est / est.sum())
+    assert not torch.allclose(lab.unlabeled_prior(labels, c, "vote", x), full_prior)  # a different estimate
+    sub_em = lab.estimate_prior_em(x[rows], labels[rows], c)  # 50 unlabeled rows: no further draw
+    assert torch.allclose(lab.estimate_prior_em(x, labels, c), sub_em)
+    assert torch.allclose(lab.unlabeled_prior(labels, c, "em", x), sub_em)
+    assert not torch.allclose(sub_em, full_em)
