@@ -136,7 +136,7 @@ PRIOR_VOTE_K = 10
 # class_prior="vote" / "em": unlabeled samples the class-size estimate reads at most (above it, a
 # seeded random subset of this many: the estimate is a histogram of row-wise votes, whose sampling
 # error at 100k rows is below 0.16 points per class share, while the search of every unlabeled row
-# against the given labels took a third of the labeling time at 1M rows; ours)
+# against the given labels took about half of the labeling time at 1M rows; ours)
 PRIOR_ROWS = 100_000
 # class_prior="vote": share of the uniform weight mixed into the estimate (guards the tail classes
 # against an estimate that is too low)
