@@ -29,6 +29,8 @@ Cells (one fresh subprocess each, so ``ru_maxrss`` is the cell's own peak; resul
 * ``ivf``: :func:`hdl.ann.build_graph` with ``index="ivf"`` and its default parameters, then
   :func:`hdl.labeling.hdl_label` with its defaults (what :func:`hdl.refresh.refresh` runs, without
   its 1,000-query recall check); labels cached for the agreement.
+* ``cells``: :func:`hdl.ann.cells_graph` with its defaults (k-means cells searched cell by cell
+  with matrix products; the k-means and assignment timed as the build), then ``hdl_label``.
 * ``exact``: :func:`hdl.knn.knn_graph` (faiss) of all rows, timed, + ``hdl_label``: the reference
   labels.  At 1M this is the long cell (about 40 min on 2 cores) and runs last.
 * ``torch`` / ``sklearn``: exact search by ``hdl.knn``'s torch backend and by scikit-learn's
@@ -66,7 +68,7 @@ LABEL_FRAC = 0.01
 QUERIES = 10_000
 FULL_BRUTE_MAX = 100_000  # torch / sklearn search all rows up to this size, else QUERIES rows
 CELL_TIMEOUT = 600  # torch / sklearn: "where they finish in 10 minutes"
-METHODS = ("queries", "ivf", "ivf16", "exact", "torch", "sklearn")
+METHODS = ("queries", "ivf", "ivf16", "cells", "exact", "torch", "sklearn")
 DIM = 128
 
 
@@ -286,6 +288,27 @@ def _ivf_cell(x, given, truth, c, rows, ref, method, max_search_s, labels_path) 
     return out
 
 
+def _cells_cell(x, given, truth, c, rows, ref, labels_path) -> dict:
+    """:func:`hdl.ann.cells_graph` with its defaults (k-means timed as the build, the blocked
+    search as the search), then ``hdl_label``."""
+    import torch
+    from hdl.ann import cells_defaults, cells_graph
+
+    nlist, nprobe = cells_defaults(x.shape[0])
+    timings: Dict[str, float] = {}
+    t0 = time.perf_counter()
+    sims, idx = cells_graph(torch.from_numpy(x), K, nlist, nprobe, 0, timings)
+    total = time.perf_counter() - t0
+    out = {"params": {"nlist": nlist, "nprobe": nprobe}, "build_s": timings["build"],
+           "search_s": total - timings["build"], "recall": recall_at(idx.numpy()[rows], ref)}
+    print(f"  cells nlist {nlist} nprobe {nprobe}: build {out['build_s']:.1f} s, search {out['search_s']:.1f} s, "
+          f"recall@{K} {out['recall']:.3f}", flush=True)
+    lab, lab_s, res = label(sims, idx, given, c, x)
+    np.save(labels_path, lab)
+    out.update(label_s=lab_s, chosen_k=res.chosen_k, rounds=res.rounds, accuracy=_acc(lab, truth, given))
+    return out
+
+
 def run_cell(cache: str, kind: str, n: int, method: str, threads: int = 2,
              max_search_s: float = 1200.0) -> dict:
     """Run one cell in this process; returns its row (also written to the cell's JSON)."""
@@ -309,6 +332,8 @@ def run_cell(cache: str, kind: str, n: int, method: str, threads: int = 2,
         if method in ("ivf", "ivf16"):
             row.update(_ivf_cell(x, given, truth, c, rows, ref, method, max_search_s,
                                  _cell_labels(cache, kind, n, method)))
+        elif method == "cells":
+            row.update(_cells_cell(x, given, truth, c, rows, ref, _cell_labels(cache, kind, n, method)))
         elif method == "exact":
             from hdl.knn import knn_graph
 
@@ -407,7 +432,7 @@ def finish_rows(cache: str, rows: List[dict]) -> List[dict]:
         r["purity"] = q.get("purity")
         r["exact_search_s"] = ex["search_s"] if ex else q.get("search_s")
         r["exact_estimated"] = ex is None
-        if r["method"] in ("ivf", "ivf16", "exact") and r.get("label_s") is not None:
+        if r["method"] in ("ivf", "ivf16", "cells", "exact") and r.get("label_s") is not None:
             r["total_s"] = r["build_s"] + r["search_s"] + r["label_s"]
             ref = _cell_labels(cache, r["kind"], r["n"], "exact")
             if ex is not None and os.path.exists(ref):
@@ -425,9 +450,10 @@ def _f(v, fmt: str, none: str = "–") -> str:
 
 
 def table(rows: List[dict]) -> str:
-    order = {m: i for i, m in enumerate(("ivf", "ivf16", "exact", "queries", "torch", "sklearn"))}
+    order = {m: i for i, m in enumerate(("ivf", "ivf16", "cells", "exact", "queries", "torch", "sklearn"))}
     rows = sorted(rows, key=lambda r: (r["kind"], r["n"], order.get(r["method"], 9)))
-    names = {"ivf": "HDL refresh, IVF graph (defaults)", "ivf16": "HDL refresh, IVF graph, nprobe 16", "exact": "HDL refresh, exact graph (faiss)",
+    names = {"ivf": "HDL refresh, IVF graph (defaults)", "ivf16": "HDL refresh, IVF graph, nprobe 16",
+             "cells": "HDL refresh, cells graph (defaults)", "exact": "HDL refresh, exact graph (faiss)",
              "queries": "exact search (faiss), 10k queries", "torch": "exact search, torch", "sklearn":
              "exact search, sklearn brute"}
     lines = ["| data | N | method | build s | search s | labeling s | total s | peak GiB | recall@50 | "

@@ -63,3 +63,28 @@ def test_defaults_and_errors():
         ann.build_graph(blobs(50), 3, index="lsh")
     _, idx, _ = ann.build_graph(blobs(50), 60, index="hnsw", recall_queries=0)
     assert (idx[:, 49:] == -1).all()  # k beyond the rows: sentinels
+
+
+def test_cells_probing_every_cell_is_exact_and_few_cells_are_not(device, monkeypatch):
+    """index="cells": with every cell probed each row is searched against all rows, so the graph
+    is the exact one (similarities equal; indices may swap on ties), on the rows' device, also when
+    a cell's queries are split over several matrix-product blocks; with one cell probed rows near a
+    cell's border lose neighbours, and the logged recall is the measured one."""
+    x = blobs().to(device)
+    nlist, nprobe = ann.cells_defaults(len(x))
+    assert (nlist, nprobe) == (55, 1) and ann.cells_defaults(1_000_000) == (1000, 16)
+    monkeypatch.setattr(ann, "CELLS_BLOCK_ENTRIES", 5000)  # blocks of 1-2 query rows
+    sims, idx, info = ann.build_graph(x, 10, index="cells", backend="torch", nprobe=nlist, recall_queries=300)
+    assert info.index == "cells" and info.params == {"nlist": nlist, "nprobe": nlist} and info.recall == 1.0
+    assert idx.device.type == device.type and sims.device.type == device.type
+    ref_sims, ref_idx = knn_graph(x, 10, backend="torch")
+    assert torch.allclose(sims.cpu(), ref_sims.cpu(), atol=1e-5)
+    assert (idx != torch.arange(len(x), device=idx.device).unsqueeze(1)).all()
+    assert (idx.cpu() == ref_idx.cpu()).float().mean() > 0.999
+    monkeypatch.undo()
+    _, idx1, info1 = ann.build_graph(x.cpu(), 10, index="cells", nprobe=1, recall_queries=500)
+    rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:500]
+    assert info1.recall < 1.0 and info1.recall == pytest.approx(ann.graph_recall(x.cpu(), idx1, rows))
+    # a tiny set: fewer candidates than k in a cell leaves -1 / -inf sentinels, never the row itself
+    s2, i2 = ann.cells_graph(blobs(80), 60, 2, 1)
+    assert ((i2 == -1) == torch.isinf(s2)).all() and (i2 != torch.arange(80).unsqueeze(1)).all()

@@ -38,7 +38,7 @@ def test_cells_exact_against_itself(tmp_path):
     cache = str(tmp_path)
     bench_scale.ensure_data(cache, "mixture", 2000, "unused")
     rows = []
-    for method in ("queries", "exact", "ivf", "torch"):
+    for method in ("queries", "exact", "ivf", "torch", "cells"):
         row = bench_scale.run_cell(cache, "mixture", 2000, method, threads=1)
         bench_scale._save_json(bench_scale.cell_path(cache, "mixture", 2000, method), row)
         rows.append(row)
@@ -49,8 +49,9 @@ def test_cells_exact_against_itself(tmp_path):
     assert out["torch"]["recall"] > 0.999  # another exact search: only exact ties may differ
     assert 0 < out["ivf"]["recall"] < 1  # nprobe 1/16 of the cells misses neighbours here
     assert 0 <= out["ivf"]["agreement"] <= 1 and out["ivf"]["total_s"] > 0
+    assert 0 < out["cells"]["recall"] < 1 and out["cells"]["params"] == {"nlist": 45, "nprobe": 1}
     table = bench_scale.table(list(out.values()))
-    assert table.count("| mixture") == 4 and "| 100.00 |" in table
+    assert table.count("| mixture") == 5 and "| 100.00 |" in table and "cells graph (defaults)" in table
 
 
 def test_fmnist_missing_file_names_it_and_its_command(tmp_path):
