@@ -142,8 +142,9 @@ def _declared() -> Dict[str, Key]:
             "kNN backend (auto: FAISS when installed, on the GPU when the bank is there)",
             option="backend", flag="--backend"),
         Key("hdl_index", "labeling", "auto", lambda v: v in INDEXES, f"one of {list(INDEXES)}",
-            "kNN graph: exact, or approximate FAISS IVF / HNSW with its recall logged (auto: exact up to "
-            "100,000 samples, IVF above)", option="index", flag="--index"),
+            "kNN graph: exact, or approximate (FAISS IVF / HNSW, or cells: k-means cells searched a cell at a "
+            "time by matrix products) with its recall logged (auto: exact up to 100,000 samples, IVF above)",
+            option="index", flag="--index"),
     ]
     for name, opt in OPTION_TABLE.items():
         if not opt.exposed:
