@@ -131,6 +131,23 @@ def cells_graph(x: torch.Tensor, k: int, nlist: int, nprobe: int, seed: int = 0,
         if kk < 1:
             continue
         cx = x[cand].float()
+        if dev.type == "cpu":  # FAISS's blocked BLAS search with its own top-k selection
+            cn = cx.numpy()
+            step = max(1, CELLS_BLOCK_ENTRIES // len(cand))
+            for a in range(0, len(q_rows), step):
+                qr = q_rows[a:a + step]
+                s, i = faiss.knn(np.ascontiguousarray(x[qr].float().numpy()), cn, kk + 1,
+                                 metric=faiss.METRIC_INNER_PRODUCT)
+                s, i = torch.from_numpy(s), torch.from_numpy(i)
+                ids = torch.where(i >= 0, cand[i.clamp(min=0)], -1)
+                s = torch.where(i >= 0, s, torch.full_like(s, float("-inf")))
+                own = ids == qr.unsqueeze(1)  # the row itself, or else the worst column, goes
+                drop = torch.where(own.any(dim=1), own.int().argmax(dim=1), torch.full_like(qr, kk))
+                keep = torch.ones_like(own)
+                keep[torch.arange(len(qr)), drop] = False
+                sims_out[qr, :kk] = s[keep].view(-1, kk)
+                idx_out[qr, :kk] = ids[keep].view(-1, kk)
+            continue
         step = max(1, CELLS_BLOCK_ENTRIES // len(cand))
         for a in range(0, len(q_rows), step):
             qr = q_rows[a:a + step]
