@@ -91,6 +91,7 @@ def cells_defaults(n: int, nlist: Optional[int] = None, nprobe: Optional[int] = 
 
 
 CELLS_BLOCK_ENTRIES = 1 << 24  # similarity entries per matrix-product block of the "cells" search
+CELLS_FAISS_ON_CPU = True  # "cells" on CPU rows: each block through faiss.knn (else torch matmul + topk)
 
 
 @torch.no_grad()
@@ -131,7 +132,7 @@ def cells_graph(x: torch.Tensor, k: int, nlist: int, nprobe: int, seed: int = 0,
         if kk < 1:
             continue
         cx = x[cand].float()
-        if dev.type == "cpu":  # FAISS's blocked BLAS search with its own top-k selection
+        if dev.type == "cpu" and CELLS_FAISS_ON_CPU:  # FAISS's blocked BLAS search and top-k selection
             cn = cx.numpy()
             step = max(1, CELLS_BLOCK_ENTRIES // len(cand))
             for a in range(0, len(q_rows), step):

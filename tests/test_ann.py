@@ -88,3 +88,14 @@ def test_cells_probing_every_cell_is_exact_and_few_cells_are_not(device, monkeyp
     # a tiny set: fewer candidates than k in a cell leaves -1 / -inf sentinels, never the row itself
     s2, i2 = ann.cells_graph(blobs(80), 60, 2, 1)
     assert ((i2 == -1) == torch.isinf(s2)).all() and (i2 != torch.arange(80).unsqueeze(1)).all()
+
+
+def test_cells_faiss_and_torch_blocks_give_the_same_graph(monkeypatch):
+    """The CPU path (faiss.knn per block) and the torch path (matmul + topk, used on other
+    devices) search the same candidates: the same similarities, and the same neighbours but for
+    exact ties."""
+    x = blobs(2000)
+    a_s, a_i = ann.cells_graph(x, 10, 30, 3)
+    monkeypatch.setattr(ann, "CELLS_FAISS_ON_CPU", False)
+    b_s, b_i = ann.cells_graph(x, 10, 30, 3)
+    assert torch.allclose(a_s, b_s, atol=1e-5) and (a_i == b_i).float().mean() > 0.999
