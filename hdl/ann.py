@@ -13,17 +13,18 @@ the recall of the approximate graph measured on sampled queries.
   ``2 * (k + 1)``), CPU only.
 * ``"cells"`` (ours): the rows are split into ``nlist`` cells by FAISS's spherical k-means
   (default ``sqrt(N)`` cells, trained on at most ``64 * nlist`` sampled rows), and all rows of a
-  cell are searched at once, by blocked matrix products and ``topk`` in torch on the rows'
-  device, against the rows of the ``nprobe`` cells whose centroids are nearest to their own
-  cell's (default ``ceil(nlist / 64)``, itself included).  IVF-Flat probes per query and scans
+  cell are searched at once against the rows of the ``nprobe`` cells whose centroids are nearest
+  to their own cell's (default ``ceil(nlist / 64)``, itself included), by blocked matrix
+  products: ``faiss.knn`` (BLAS and FAISS's top-k selection) for CPU rows, matmul + ``topk`` in
+  torch on other devices.  IVF-Flat probes per query and scans
   its lists one vector at a time (at 1M rows on 2 cores 1/16 of the exact flops ran at 1/17 of
   the exact search's rate, results/scale/README.md); a cell's queries share their candidates,
   so the work is matrix products at the BLAS rate.  Probing by the cell rather than by the query
   misses more neighbours of rows near a cell's border: its recall is measured like the others'.
 * ``"auto"``: ``"exact"`` up to :data:`EXACT_MAX_ROWS` rows, else ``"ivf"``.
 
-The approximate indexes need faiss and search CPU copies of the rows; results come back on the
-input's device.  Sentinels as in :mod:`hdl.knn`: a missing neighbour is index -1 with
+The approximate indexes need faiss; IVF and HNSW search CPU copies of the rows, ``"cells"``
+searches on the rows' device; results come back on the input's device.  Sentinels as in :mod:`hdl.knn`: a missing neighbour is index -1 with
 similarity -inf.  The row itself is removed from its neighbours when the index returns it, else
 the last (worst) column is dropped.
 """
@@ -70,24 +71,26 @@ def resolve_index(index: str, n: int) -> str:
     return index
 
 
-def ivf_defaults(n: int, nlist: Optional[int] = None, nprobe: Optional[int] = None) -> Tuple[int, int]:
-    """(nlist, nprobe) for ``n`` rows (module docstring)."""
+def _cell_counts(n: int, nlist: Optional[int], nprobe: Optional[int], per_sqrt: float,
+                 probe_share: int) -> Tuple[int, int]:
+    """(nlist, nprobe): ``nlist`` default ``per_sqrt * sqrt(n)``, at most ``n // 39`` (FAISS's
+    minimum of training rows per cell); ``nprobe`` default ``ceil(nlist / probe_share)``."""
     if nlist is None:
-        nlist = int(round(4 * math.sqrt(n)))
+        nlist = int(round(per_sqrt * math.sqrt(n)))
     nlist = max(1, min(nlist, n // IVF_MIN_ROWS_PER_CELL if n >= IVF_MIN_ROWS_PER_CELL else 1))
     if nprobe is None:
-        nprobe = math.ceil(nlist / 16)
+        nprobe = math.ceil(nlist / probe_share)
     return nlist, max(1, min(nprobe, nlist))
+
+
+def ivf_defaults(n: int, nlist: Optional[int] = None, nprobe: Optional[int] = None) -> Tuple[int, int]:
+    """(nlist, nprobe) for ``n`` rows (module docstring)."""
+    return _cell_counts(n, nlist, nprobe, 4.0, 16)
 
 
 def cells_defaults(n: int, nlist: Optional[int] = None, nprobe: Optional[int] = None) -> Tuple[int, int]:
     """(nlist, nprobe) of the ``"cells"`` index for ``n`` rows (module docstring)."""
-    if nlist is None:
-        nlist = int(round(math.sqrt(n)))
-    nlist = max(1, min(nlist, n // IVF_MIN_ROWS_PER_CELL if n >= IVF_MIN_ROWS_PER_CELL else 1))
-    if nprobe is None:
-        nprobe = math.ceil(nlist / 64)
-    return nlist, max(1, min(nprobe, nlist))
+    return _cell_counts(n, nlist, nprobe, 1.0, 64)
 
 
 CELLS_BLOCK_ENTRIES = 1 << 24  # similarity entries per matrix-product block of the "cells" search
@@ -142,12 +145,7 @@ def cells_graph(x: torch.Tensor, k: int, nlist: int, nprobe: int, seed: int = 0,
                 s, i = torch.from_numpy(s), torch.from_numpy(i)
                 ids = torch.where(i >= 0, cand[i.clamp(min=0)], -1)
                 s = torch.where(i >= 0, s, torch.full_like(s, float("-inf")))
-                own = ids == qr.unsqueeze(1)  # the row itself, or else the worst column, goes
-                drop = torch.where(own.any(dim=1), own.int().argmax(dim=1), torch.full_like(qr, kk))
-                keep = torch.ones_like(own)
-                keep[torch.arange(len(qr)), drop] = False
-                sims_out[qr, :kk] = s[keep].view(-1, kk)
-                idx_out[qr, :kk] = ids[keep].view(-1, kk)
+                sims_out[qr, :kk], idx_out[qr, :kk] = _drop_self(s, ids, kk, own=qr)
             continue
         step = max(1, CELLS_BLOCK_ENTRIES // len(cand))
         for a in range(0, len(q_rows), step):

@@ -230,9 +230,11 @@ def _search_faiss(q: torch.Tensor, b: torch.Tensor, k: int, gpu: bool,
     return torch.from_numpy(sims), torch.from_numpy(idx)
 
 
-def _drop_self(sims: torch.Tensor, idx: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Remove each row's own index from a (n, k + 1) result; if absent, drop the last column."""
-    own = torch.arange(idx.shape[0], device=idx.device).unsqueeze(1)
+def _drop_self(sims: torch.Tensor, idx: torch.Tensor, k: int,
+               own: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Remove each row's own index (``own`` (n,), default the row numbers) from a (n, k + 1)
+    result; if absent, drop the last column."""
+    own = (torch.arange(idx.shape[0], device=idx.device) if own is None else own.to(idx.device)).unsqueeze(1)
     is_self = idx == own
     # the column to drop: the self entry when present, else the last (worst) one
     drop = torch.where(is_self.any(dim=1), is_self.int().argmax(dim=1),
