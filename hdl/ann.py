@@ -135,26 +135,19 @@ def cells_graph(x: torch.Tensor, k: int, nlist: int, nprobe: int, seed: int = 0,
         if kk < 1:
             continue
         cx = x[cand].float()
-        if dev.type == "cpu" and CELLS_FAISS_ON_CPU:  # FAISS's blocked BLAS search and top-k selection
-            cn = cx.numpy()
-            step = max(1, CELLS_BLOCK_ENTRIES // len(cand))
-            for a in range(0, len(q_rows), step):
-                qr = q_rows[a:a + step]
-                s, i = faiss.knn(np.ascontiguousarray(x[qr].float().numpy()), cn, kk + 1,
-                                 metric=faiss.METRIC_INNER_PRODUCT)
-                s, i = torch.from_numpy(s), torch.from_numpy(i)
-                ids = torch.where(i >= 0, cand[i.clamp(min=0)], -1)
-                s = torch.where(i >= 0, s, torch.full_like(s, float("-inf")))
-                sims_out[qr, :kk], idx_out[qr, :kk] = _drop_self(s, ids, kk, own=qr)
-            continue
+        use_faiss = dev.type == "cpu" and CELLS_FAISS_ON_CPU
         step = max(1, CELLS_BLOCK_ENTRIES // len(cand))
         for a in range(0, len(q_rows), step):
             qr = q_rows[a:a + step]
-            sim = x[qr].float() @ cx.T
-            sim.masked_fill_(qr.unsqueeze(1) == cand.unsqueeze(0), float("-inf"))  # the row itself
-            top = sim.topk(kk, dim=1)
-            sims_out[qr, :kk] = top.values
-            idx_out[qr, :kk] = torch.where(torch.isfinite(top.values), cand[top.indices], -1)
+            if use_faiss:  # FAISS's blocked BLAS search and top-k selection
+                s, i = faiss.knn(np.ascontiguousarray(x[qr].float().numpy()), cx.numpy(), kk + 1,
+                                 metric=faiss.METRIC_INNER_PRODUCT)
+                s, i = torch.from_numpy(s), torch.from_numpy(i)
+            else:
+                s, i = (x[qr].float() @ cx.T).topk(kk + 1, dim=1)
+            ids = torch.where(i >= 0, cand[i.clamp(min=0)], -1)
+            s = torch.where(i >= 0, s, torch.full_like(s, float("-inf")))
+            sims_out[qr, :kk], idx_out[qr, :kk] = _drop_self(s, ids, kk, own=qr)  # the row itself
     return sims_out, idx_out
 
 

@@ -712,10 +712,7 @@ def unlabeled_prior(labels: torch.Tensor, num_classes: int, class_prior: str = "
         return counts / counts.sum().clamp(min=1)
     if rule == "em":
         return estimate_prior_em(feats.to(labels.device), labels, num_classes)
-    feats, sub = feats.to(labels.device), labels
-    rows = prior_rows(labels)
-    if len(rows) < len(labels):
-        feats, sub = feats[rows], labels[rows]
+    feats, sub = _prior_inputs(feats.to(labels.device), labels)
     voted = knn_vote(feats, sub, num_classes, k=PRIOR_VOTE_K, weighting="cosine", backend="torch").labels[sub < 0]
     est = torch.bincount(voted, minlength=num_classes).float() + 1.0
     return est / est.sum()
@@ -735,6 +732,12 @@ def prior_rows(labels: torch.Tensor, cap: Optional[int] = None, seed: int = HELD
     g = torch.Generator().manual_seed(seed)
     pick = unl[torch.randperm(len(unl), generator=g)[:cap].to(labels.device)]
     return torch.sort(torch.cat([torch.nonzero(lab).flatten(), pick])).values
+
+
+def _prior_inputs(feats: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``feats`` and ``labels`` at :func:`prior_rows` (the inputs themselves when that is all rows)."""
+    rows = prior_rows(labels)
+    return (feats, labels) if len(rows) == len(labels) else (feats[rows], labels[rows])
 
 
 def class_weights(labels: torch.Tensor, num_classes: int, class_prior: str = "auto",
@@ -765,9 +768,7 @@ def estimate_prior_em(feats: torch.Tensor, labels: torch.Tensor, num_classes: in
     labels gets share 0.  Above :data:`PRIOR_ROWS` unlabeled samples it reads a seeded subset
     (:func:`prior_rows`).
     """
-    rows = prior_rows(labels)
-    if len(rows) < len(labels):
-        labels, feats = labels[rows], feats[rows]
+    feats, labels = _prior_inputs(feats, labels)
     lab = labels >= 0
     n_c = torch.bincount(labels[lab], minlength=num_classes).float()
     f = F.normalize(feats.detach().float(), dim=1)
