@@ -112,8 +112,8 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from hdl.diffusion import diffusion_scores, normalized_affinity
-from hdl.graph_labels import LabelResult, _check_inputs, _is_int, _is_real  # noqa: F401  (re-exported)
+from hdl.diffusion import Affinity, diffusion_affinity, diffusion_scores
+from hdl.graph_labels import LabelResult, NeighbourLists, _check_inputs, _is_int, _is_real, neighbour_lists  # noqa: F401  (re-exported)
 from hdl.knn import knn_search, torch_block_rows
 
 
@@ -439,7 +439,8 @@ def balanced_accuracy_se(pred: torch.Tensor, truth: torch.Tensor) -> Tuple[float
 def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor,
                      num_classes: int, min_pairs: int = 20, ks: Tuple[int, ...] = HELDOUT_KS,
                      max_k: Optional[int] = None, heldout: Optional[Dict[int, Tuple[torch.Tensor, torch.Tensor]]] = None,
-                     affinity: Optional[torch.Tensor] = None, **options) -> Tuple[int, torch.Tensor]:
+                     affinity: Optional[Affinity] = None, lists: Optional[NeighbourLists] = None,
+                     **options) -> Tuple[int, torch.Tensor]:
     """Adaptive k chosen transductively on held-out given labels (ours; the one-SE rule of
     cross-validation).
 
@@ -455,7 +456,8 @@ def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: 
     Returns (k, scores float32 (K,): the held-out class-balanced accuracy at the candidates, NaN
     elsewhere).  ``heldout``: a dict that receives, per judged k, the held-out samples'
     (agreement, correct) from that labeling (for :func:`calibrate_confidence`).  ``affinity``: the
-    graph's :func:`hdl.diffusion.normalized_affinity` when the caller built it already.
+    graph's :func:`hdl.diffusion.diffusion_affinity` and ``lists`` its
+    :func:`hdl.graph_labels.neighbour_lists` when the caller built them already.
     """
     top = graph_idx.shape[1] if max_k is None else min(max_k, graph_idx.shape[1])
     scores = torch.full((graph_idx.shape[1],), float("nan"), dtype=torch.float32, device=graph_idx.device)
@@ -474,9 +476,10 @@ def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: 
         options["quota_weights"] = class_weights(kept, num_classes,
                                                  options.get("class_prior", DEFAULT_OPTIONS["class_prior"]),
                                                  feats if feats_ok else None)
+    lists = neighbour_lists(graph_idx) if lists is None else lists
     se = {}
     for k in sorted({k for k in ks if k < top} | {top}):
-        res = hdl_label(graph_sims, graph_idx, kept, num_classes, k=k, **options)
+        res = hdl_label(graph_sims, graph_idx, kept, num_classes, k=k, lists=lists, **options)
         scores[k - 1], se[k] = balanced_accuracy_se(res.labels[held], labels[held])
         if heldout is not None:
             heldout[k] = (res.agreement[held], res.labels[held] == labels[held])
@@ -520,6 +523,33 @@ def _prototype_labels(feats: torch.Tensor, labels: torch.Tensor, targets: torch.
     return sims.argmax(dim=1)
 
 
+class _LabeledNeighbours:
+    """``m``: int64 (N,), for every row the number of its first ``kk`` graph neighbours that hold a
+    label in ``cur``, kept up to date by :meth:`labeled` as rows get labels, through the graph's
+    :class:`~hdl.graph_labels.NeighbourLists` ``lists``: a round reads the neighbour lists of its
+    candidates only, not those of every waiting row (at 1M rows the held-out labeling at k = 20
+    ran 96 rounds over up to a million waiting rows each)."""
+
+    def __init__(self, lists: NeighbourLists, kk: int, width: int, cur: torch.Tensor):
+        self.lists, self.kk, self.narrow = lists, kk, kk < width
+        self.m = torch.zeros(cur.numel(), dtype=torch.long, device=cur.device)
+        self.labeled((cur >= 0).nonzero().squeeze(1))
+
+    def labeled(self, rows: torch.Tensor) -> None:
+        """Count the labels that ``rows`` (distinct, just labeled) now hold at the rows listing them
+        among their first ``kk`` neighbours."""
+        lo, hi = self.lists.start[rows], self.lists.start[rows + 1]
+        size = hi - lo
+        total = int(size.sum())
+        if total == 0:
+            return
+        at = torch.repeat_interleave(lo - (size.cumsum(0) - size), size) + torch.arange(total, device=rows.device)
+        src = self.lists.source[at]
+        if self.narrow:
+            src = src[self.lists.column[at] < self.kk]
+        self.m += torch.bincount(src.long(), minlength=self.m.numel())
+
+
 @torch.no_grad()
 def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor,
               num_classes: int, k: Union[str, int] = "adaptive", *, feats: Optional[torch.Tensor] = None,
@@ -532,7 +562,8 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
               class_groups: Optional[torch.Tensor] = None, diffusion_weight: float = 0.5,
               diffusion_alpha: float = 0.9, diffusion_prior: str = "none", k_cap: str = "smallest_class",
               diffusion: Optional[torch.Tensor] = None,
-              quota_weights: Optional[torch.Tensor] = None, affinity: Optional[torch.Tensor] = None) -> LabelResult:
+              quota_weights: Optional[torch.Tensor] = None, affinity: Optional[Affinity] = None,
+              lists: Optional[NeighbourLists] = None) -> LabelResult:
     """Label the unlabeled samples of a kNN graph by hierarchical dynamic labeling.
 
     Args:
@@ -556,9 +587,11 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             class_prior, feats)`` (None: computed here, where it is cheap when the rule is
             uniform and a kNN vote of every unlabeled row among the given labels otherwise); a
             caller labeling one graph many times with the same labels passes it.
-        affinity: optional :func:`hdl.diffusion.normalized_affinity` of this graph over its full
+        affinity: optional :func:`hdl.diffusion.diffusion_affinity` of this graph over its full
             width (None: built here once, when the diffusion blend needs it, and shared by the
             held-out k choice and the final labeling).
+        lists: optional :func:`hdl.graph_labels.neighbour_lists` of this graph (None: built here
+            once, shared by the held-out k choice and the final labeling).
 
     Returns:
         :class:`LabelResult`.  With no unlabeled sample, or no labeled one, ``labels`` is
@@ -593,9 +626,11 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
                  if name not in ("k", "adaptive_rule", "delta", "k_min", "min_pairs", "k_cap")}
         if diffusion_weight > 0 and diffusion is None and affinity is None:
             # the graph's diffusion affinity serves the held-out and the final diffusion: build it once
-            affinity = normalized_affinity(graph_sims, graph_idx, graph_idx.shape[1])
+            affinity = diffusion_affinity(graph_sims, graph_idx, graph_idx.shape[1])
+        lists = neighbour_lists(graph_idx) if lists is None else lists
         k, k_scores = choose_k_heldout(graph_sims, graph_idx, labels, num_classes, min_pairs,
-                                       max_k=cap, heldout=heldout, feats=feats, affinity=affinity, **inner)
+                                       max_k=cap, heldout=heldout, feats=feats, affinity=affinity,
+                                       lists=lists, **inner)
     elif k == "adaptive":
         k, k_scores = choose_k(graph_sims, graph_idx, labels, num_classes, adaptive_rule, delta,
                                k_min, min_pairs, weighting, gamma)
@@ -624,28 +659,28 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
         post = post / post.sum(dim=1, keepdim=True).clamp(min=1e-30)
     widths = [k] + ([width] if fallback == "expand" and width > k else [])
     unl = (cur < 0).nonzero().squeeze(1)
+    lists = neighbour_lists(graph_idx) if lists is None else lists
     for kk in widths:
+        counts = _LabeledNeighbours(lists, kk, width, cur)
         while unl.numel() and (max_rounds is None or rounds < max_rounds):
-            # the votes of the waiting samples, VOTE_CHUNK rows at a time (row-wise, so the same
-            # values as in one pass; the (U, k) neighbour arrays of a 1M-row first round would
-            # otherwise take about 2 GB)
+            # the votes of the waiting samples with at least min_votes labeled neighbours (the
+            # others cannot be picked), VOTE_CHUNK rows at a time (row-wise, so the same values as
+            # in one pass; the (U, k) neighbour arrays of a 1M-row round would otherwise take
+            # about 2 GB)
+            cand = (counts.m[unl] >= min_votes).nonzero().squeeze(1)
+            if cand.numel() == 0:
+                break
             parts = []
-            for s in range(0, unl.numel(), VOTE_CHUNK):
-                u = unl[s:s + VOTE_CHUNK]
-                gi = graph_idx[u, :kk]
+            for s in range(0, cand.numel(), VOTE_CHUNK):
+                c = cand[s:s + VOTE_CHUNK]
+                uc = unl[c]
+                gi = graph_idx[uc, :kk]
                 valid = gi >= 0
                 nl = torch.where(valid, cur[gi.clamp(min=0)], torch.full_like(gi, -1))
-                m = (nl >= 0).sum(dim=1)
-                c = (m >= min_votes).nonzero().squeeze(1)
-                if c.numel() == 0:
-                    continue
-                uc = u[c]
                 blend = (diffusion_weight, post[uc]) if diffusion_weight > 0 else None
-                w = _weights(graph_sims[uc, :kk], valid[c], weighting, gamma)
-                winner, agr = _vote(nl[c], w, num_classes, blend=blend, **hv)
-                parts.append((c + s, winner, agr, m[c]))
-            if not parts:
-                break
+                w = _weights(graph_sims[uc, :kk], valid, weighting, gamma)
+                winner, agr = _vote(nl, w, num_classes, blend=blend, **hv)
+                parts.append((c, winner, agr, counts.m[uc]))
             ci, winner, agr, mc = (torch.cat(t) for t in zip(*parts))
             keep = agr >= min_agreement
             ci, winner, agr, mc = ci[keep], winner[keep], agr[keep], mc[keep]
@@ -663,6 +698,7 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
             cur[target] = winner
             level[target] = rounds
             agreement[target] = agr
+            counts.labeled(target)
             unl = unl[cur[unl] < 0]
 
     if fallback == "prototype" and unl.numel():

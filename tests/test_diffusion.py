@@ -106,3 +106,49 @@ def test_label_spreading_on_the_shared_graph_equals_its_own_search():
     own = label_spreading(x.numpy(), y.numpy(), 7)
     shared = label_spreading(x.numpy(), y.numpy(), 7, graph_idx=idx)
     assert (own == shared).all()
+
+
+def test_locality_order_walks_a_shuffled_path():
+    # a path 0 - 1 - ... - 19 stored under shuffled node ids: reverse Cuthill-McKee starts at an
+    # end (the lowest degree) and walks the path, so consecutive nodes of the order are neighbours
+    from hdl.diffusion import locality_order
+
+    n = 20
+    ids = torch.randperm(n, generator=torch.Generator().manual_seed(0))  # path position -> node id
+    idx = torch.full((n, 2), -1, dtype=torch.int64)
+    for p in range(n):
+        nb = [q for q in (p - 1, p + 1) if 0 <= q < n]
+        idx[ids[p], :len(nb)] = ids[torch.tensor(nb)]
+    order = locality_order(idx)
+    assert torch.equal(torch.sort(order).values, torch.arange(n))
+    pos = torch.empty(n, dtype=torch.int64)
+    pos[ids] = torch.arange(n)  # node id -> path position
+    assert torch.equal((pos[order][1:] - pos[order][:-1]).abs(), torch.ones(n - 1, dtype=torch.int64))
+
+
+def test_renumbered_affinity_is_the_permuted_matrix_and_diffuses_the_same(device, monkeypatch):
+    # the affinity built over renumbered nodes is P A P^T of the one in the graph's numbering, and
+    # diffusion through it (as diffusion_affinity builds it from LOCALITY_MIN_ROWS rows on) gives
+    # the same scores back in the graph's numbering
+    import hdl.diffusion as D
+
+    torch.manual_seed(1)
+    x = F.normalize(torch.randn(200, 5), dim=1).to(device)
+    sims, idx = knn_graph(x, 8, backend="torch")
+    idx[3, -1], sims[4, 2] = -1, -0.3
+    order = torch.randperm(200, generator=torch.Generator().manual_seed(2)).to(device)
+    plain = normalized_affinity(sims, idx, 8).to_dense()
+    renumbered = normalized_affinity(sims, idx, 8, block_rows=37, order=order).to_dense()
+    assert torch.allclose(renumbered, plain[order][:, order], rtol=1e-6, atol=1e-8)
+    y = torch.full((200,), -1, dtype=torch.int64, device=device)
+    y[:9] = torch.arange(9, device=device) % 3
+    z = diffusion_scores(sims, idx, y, 3, k=8, alpha=0.9, iters=50,
+                         affinity=D.Affinity(normalized_affinity(sims, idx, 8, order=order), order))
+    monkeypatch.setattr(D, "LOCALITY_MIN_ROWS", 100)
+    built = D.diffusion_affinity(sims, idx, 8)
+    assert (built.order is not None) == (device.type == "cpu")
+    z_auto = diffusion_scores(sims, idx, y, 3, k=8, alpha=0.9, iters=50)
+    monkeypatch.setattr(D, "LOCALITY_MIN_ROWS", 10 ** 9)
+    z_plain = diffusion_scores(sims, idx, y, 3, k=8, alpha=0.9, iters=50)
+    assert D.diffusion_affinity(sims, idx, 8).order is None
+    assert torch.allclose(z, z_plain, rtol=1e-4, atol=1e-6) and torch.allclose(z_auto, z_plain, rtol=1e-4, atol=1e-6)

@@ -66,9 +66,9 @@ def test_parameters_are_the_labelers_option_table():
     assert {n: params[n] for n in OPTION_TABLE} == DEFAULT_OPTIONS
     # the labeler's table, its defaults and hdl_label's keyword options are the same set
     label_kw = {n for n, p in inspect.signature(hdl_label).parameters.items()
-                if p.default is not inspect.Parameter.empty and n not in ("feats", "diffusion", "quota_weights", "affinity")}
-    # (diffusion, quota_weights, affinity: a precomputed posterior, class weights and diffusion affinity
-    # that hdl_label and its held-out k choice pass themselves)
+                if p.default is not inspect.Parameter.empty and n not in ("feats", "diffusion", "quota_weights", "affinity", "lists")}
+    # (diffusion, quota_weights, affinity, lists: a precomputed posterior, class weights, diffusion
+    # affinity and reversed neighbour lists that hdl_label and its held-out k choice pass themselves)
     assert set(OPTION_TABLE) == set(DEFAULT_OPTIONS) == label_kw
     # the graph options are relabel()'s own keyword options (num_classes comes from classes_)
     rel = inspect.signature(relabel).parameters

@@ -536,3 +536,39 @@ def test_prior_reads_a_seeded_subset_above_its_cap(monkeypatch):
     assert torch.allclose(lab.estimate_prior_em(x, labels, c), sub_em)
     assert torch.allclose(lab.unlabeled_prior(labels, c, "em", x), sub_em)
     assert not torch.allclose(sub_em, full_em)
+
+
+def test_neighbour_lists_on_paper():
+    # 0 lists (1, 2), 1 lists (2, -), 2 lists (0, 1): into 0 from 2 (column 0); into 1 from 0
+    # (column 0) and 2 (column 1); into 2 from 0 (column 1) and 1 (column 0)
+    from hdl.graph_labels import neighbour_lists
+
+    lists = neighbour_lists(torch.tensor([[1, 2], [2, -1], [0, 1]]))
+    assert lists.start.tolist() == [0, 1, 3, 5]
+    assert lists.source.tolist() == [2, 0, 2, 0, 1]
+    assert lists.column.tolist() == [0, 0, 1, 1, 0]
+
+
+@pytest.mark.parametrize("kk", [3, 8])
+def test_labeled_neighbour_counts_follow_the_labels(kk, device, monkeypatch):
+    # the counts kept up to date round by round equal a direct count over the graph's first kk
+    # columns; small build blocks so the lists are assembled from several blocks
+    import hdl.graph_labels as G
+    from hdl.labeling import _LabeledNeighbours
+
+    monkeypatch.setattr(G, "NEIGHBOUR_LISTS_BLOCK_ROWS", 7)
+    torch.manual_seed(0)
+    x = F.normalize(torch.randn(120, 4), dim=1).to(device)
+    _, idx = knn_graph(x, 8, backend="torch")
+    idx[5, 2:] = -1
+    cur = torch.full((120,), -1, dtype=torch.int64, device=device)
+    cur[:6] = 0
+    counts = _LabeledNeighbours(G.neighbour_lists(idx), kk, 8, cur)
+    for step in torch.randperm(114, generator=torch.Generator().manual_seed(1)).add(6).split(19):
+        gi = idx[:, :kk]
+        direct = torch.where(gi >= 0, cur[gi.clamp(min=0)] >= 0, torch.zeros_like(gi, dtype=torch.bool)).sum(dim=1)
+        assert torch.equal(counts.m, direct)
+        rows = step.to(device)
+        cur[rows] = 1
+        counts.labeled(rows)
+    assert torch.equal(counts.m, (idx[:, :kk] >= 0).sum(dim=1))
