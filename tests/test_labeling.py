@@ -572,3 +572,74 @@ def test_labeled_neighbour_counts_follow_the_labels(kk, device, monkeypatch):
         cur[rows] = 1
         counts.labeled(rows)
     assert torch.equal(counts.m, (idx[:, :kk] >= 0).sum(dim=1))
+
+
+def _scores(winners, num_classes):
+    """Diffusion-like scores (N, C) whose row argmax is ``winners`` (-1: a row no label reaches)."""
+    z = torch.zeros(len(winners), num_classes)
+    for i, w in enumerate(winners):
+        if w >= 0:
+            z[i, w] = 1.0
+    return z
+
+
+def test_anchor_prior_snaps_the_diffusion_counts_to_an_anchor():
+    from hdl.labeling import anchor_prior, class_weights, unlabeled_prior
+
+    # labels 6 / 3 / 1 of classes 0 / 1 / 2: consistent (0.6, 0.3, 0.1), uniform (1/3 each),
+    # reversed (0.1, 0.3, 0.6) (most labels -> smallest share)
+    given = [0] * 6 + [1] * 3 + [2]
+    def case(unlabeled_winners):
+        labels = torch.tensor(given + [-1] * len(unlabeled_winners))
+        return labels, _scores([-1] * len(given) + unlabeled_winners, 3)
+
+    # argmax counts 11 / 5 / 1 (+1 each: 12 / 6 / 2 = 0.6, 0.3, 0.1): the label shares themselves
+    labels, z = case([0] * 11 + [1] * 5 + [2] + [-1] * 3)  # unreached rows do not count
+    name, a = anchor_prior(labels, 3, z)
+    assert name == "consistent" and torch.allclose(a, torch.tensor([.6, .3, .1]))
+    assert class_weights(labels, 3, "anchor", diffusion=z) is None  # the consistent pace is the uniform one
+    # 1 / 5 / 11 (+1: 0.1, 0.3, 0.6): reversed; weights (1 - m) * a / g + m with m = 0.25
+    labels, z = case([0] + [1] * 5 + [2] * 11)
+    name, a = anchor_prior(labels, 3, z)
+    assert name == "reversed" and torch.allclose(a, torch.tensor([.1, .3, .6]))
+    assert torch.allclose(class_weights(labels, 3, "anchor", diffusion=z),
+                          0.75 * torch.tensor([.1 / .6, 1.0, 6.0]) + 0.25)
+    assert torch.allclose(unlabeled_prior(labels, 3, "auto", diffusion=z), a)  # imbalanced labels: the anchor
+    # 5 / 5 / 4 (+1: 6 / 6 / 5): nearest to uniform
+    labels, z = case([0] * 5 + [1] * 5 + [2] * 4)
+    assert anchor_prior(labels, 3, z)[0] == "uniform"
+    with pytest.raises(ValueError, match="anchor"):
+        class_weights(labels, 3, "anchor")
+
+
+def test_anchors_skip_classes_without_labels_and_reverse_by_label_count():
+    from hdl.labeling import anchor_prior
+
+    # classes 0 and 2 labeled (1 and 3 labels), class 1 none: reversed swaps their shares
+    labels = torch.tensor([2, 2, 2, 0] + [-1] * 8)
+    z = _scores([-1] * 4 + [0] * 7 + [2], 3)  # counts 7 / - / 1 (+1: 8 / 0 / 2)
+    name, a = anchor_prior(labels, 3, z)
+    assert name == "reversed" and torch.allclose(a, torch.tensor([.75, 0., .25]))
+
+
+def test_auto_prior_on_imbalanced_labels_follows_the_anchor(monkeypatch):
+    # hdl_label reads the anchor from the diffusion of the given labels: where it says
+    # "consistent" the labels equal those of the uniform pace, else the quota follows the anchor
+    import hdl.labeling as lab
+
+    torch.manual_seed(0)
+    x = F.normalize(torch.randn(300, 8), dim=1)
+    sims, idx = knn_graph(x, 12, backend="torch")
+    labels = torch.full((300,), -1, dtype=torch.int64)
+    labels[:12], labels[12:15], labels[15] = 0, 1, 2
+    seen = []
+    real = lab.anchor_prior
+    monkeypatch.setattr(lab, "anchor_prior", lambda *a: seen.append(real(*a)) or seen[-1])
+    res = hdl_label(sims, idx, labels, 3, k=5, feats=x)
+    name = seen[-1][0]
+    same = hdl_label(sims, idx, labels, 3, k=5, feats=x, class_prior="uniform")
+    forced = hdl_label(sims, idx, labels, 3, k=5, feats=x,
+                       quota_weights=lab.class_weights(labels, 3, "anchor", diffusion=lab._diffusion(
+                           sims, idx, labels, 3, DEFAULT_OPTIONS["diffusion_alpha"])))
+    assert torch.equal(res.labels, forced.labels)
+    assert torch.equal(res.labels, same.labels) == (name == "consistent")
