@@ -111,17 +111,17 @@ k=10, LabelSpreading k=10, Iscen diffusion), not to win the mean.  Accuracy (%),
   fixed k gains with it and k = 20 most (51.9): the held-out k choice scores class-balanced
   accuracy on held-out labels, whose classes follow the label shares, so it cannot see which
   width the data-head classes need (5.95 points below the best fixed k, over the bar of 5, on
-  seeds 0-2; 4.12 before).  The counts
-  sit between uniform and reversed there (seed 0: symmetric KL 0.50 and 0.53), so the reversed
-  anchor (58.4 if it were chosen) is out of reach for this estimate; an EM estimate on the
-  diffusion scores picked it on two of three seeds but took the uniform shape X1 for the
-  consistent one on one of two (scratch measurement, not in the tables).  Where the
-  rule loses: the extra set X1 (S4's labels over uniform classes) at the uniform anchor it
-  rightly picks, 54.8 -> 49.7 (the 1-label classes get a pace 20x that of the 20-label ones,
-  and propagate their errors); diffusion reaches 31.0 there.
+  seeds 0-2; 4.12 before).  The counts sit between uniform and reversed there (seed 0:
+  symmetric KL 0.50 and 0.53), so the reversed anchor (58.4 if it were chosen) is out of reach
+  for this estimate; an EM estimate on the diffusion scores picked it on two of three seeds but
+  took the uniform shape X1 for the consistent one on one of two (scratch measurement, not in
+  the tables).  Where the rule loses: the extra set X1 (S4's labels over uniform classes) at
+  the uniform anchor it rightly picks, 54.8 -> 49.7 (the 1-label classes get a pace 20x that of
+  the 20-label ones, and propagate their errors); diffusion reaches 31.0 there.
 * Class prior "auto" on balanced labels stays "vote": "em" (one rule, Saerens) fails where the
-  kNN likelihoods are noisy (R4 31.5, S6 48.4, R3 61.3: EM drives classes to 0 or inflates them); "uniform" loses the
-  long-tailed data with balanced labels (R4 62.2, S2 50.7); the prior-corrected diffusion
+  kNN likelihoods are noisy (R4 31.5, S6 48.4, R3 61.3: EM drives classes to 0 or inflates
+  them); "uniform" loses the long-tailed data with balanced labels (R4 62.2, S2 50.7); the
+  prior-corrected diffusion
   (``diffusion_prior="class_prior"``) loses class-balanced accuracy (S5 48.9, S11 88.3 against
   60.6, 93.9) and S4 (16.1); no quota loses S6 (58.6) and S4 (20.5).
 
@@ -654,6 +654,9 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
         if needs and not feats_ok:
             raise ValueError(f"{why} needs feats of shape ({n}, D), got "
                              f"{getattr(feats, 'shape', None) if feats is not None else None}")
+    # the diffusion of the given labels: the blend's posterior, and the class sizes the anchor prior reads
+    wants_z = diffusion_weight > 0 or (class_quota is not None and quota_weights is None
+                                       and prior_needs_diffusion(labels, num_classes, class_prior))
     k_scores = None
     heldout: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}
     cap = smallest_class_size(labels) if k == "adaptive" and k_cap == "smallest_class" else None
@@ -662,7 +665,7 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
         inner = {name: value for name, value in opts.items()
                  if name not in ("k", "adaptive_rule", "delta", "k_min", "min_pairs", "k_cap")}
         kept_diffusion = None
-        if (diffusion_weight > 0 or prior_needs_diffusion(labels, num_classes, class_prior)) and diffusion is None:
+        if wants_z and diffusion is None:
             # the held-out and the final diffusion from one affinity, which is freed before the
             # labelings start (at 1M rows it is the largest array of the labeling)
             aff = affinity if affinity is not None else diffusion_affinity(graph_sims, graph_idx, graph_idx.shape[1])
@@ -688,8 +691,7 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
         return LabelResult(cur, level, agreement, int(k), 0, k_scores)
 
     z = None
-    prior_z = (class_quota is not None and quota_weights is None) or (diffusion_weight > 0 and diffusion_prior == "class_prior")
-    if diffusion_weight > 0 or (prior_z and prior_needs_diffusion(labels, num_classes, class_prior)):
+    if wants_z:
         z = diffusion if diffusion is not None else _diffusion(graph_sims, graph_idx, labels, num_classes,
                                                                 diffusion_alpha, affinity)
         if z.shape != (n, num_classes):
