@@ -157,13 +157,7 @@ def graph_recall(feats: ArrayLike, graph_idx: torch.Tensor, rows: torch.Tensor, 
     k = graph_idx.shape[1]
     rows = rows.to(x.device)
     s, exact = knn_search(x[rows], x, k + 1, backend=backend)
-    # drop the row itself (or the worst column when ties pushed it out)
-    own = rows.unsqueeze(1)
-    is_self = exact == own
-    drop = torch.where(is_self.any(dim=1), is_self.int().argmax(dim=1), torch.full_like(rows, k))
-    keep = torch.ones_like(exact, dtype=torch.bool)
-    keep[torch.arange(len(rows), device=exact.device), drop] = False
-    exact = exact[keep].view(-1, k)
+    _, exact = _drop_self(s, exact, k, own=rows)  # the row itself, or the worst column when ties pushed it out
     got = graph_idx[rows.to(graph_idx.device)].to(exact.device)
     valid = exact >= 0
     hits = (exact.unsqueeze(2) == got.unsqueeze(1)).any(dim=2) & valid

@@ -55,7 +55,7 @@ def locality_order(graph_idx: torch.Tensor) -> torch.Tensor:
     import scipy.sparse as sp
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-    n, k = graph_idx.shape
+    n = graph_idx.shape[0]
     idx = graph_idx.detach().cpu()
     valid = idx >= 0
     counts = valid.sum(dim=1)

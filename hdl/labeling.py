@@ -506,7 +506,7 @@ def choose_k_heldout(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: 
             (quota and prior_needs_diffusion(kept, num_classes, prior)):
         options["diffusion"] = _diffusion(graph_sims, graph_idx, kept, num_classes,
                                           options.get("diffusion_alpha", DEFAULT_OPTIONS["diffusion_alpha"]), affinity)
-    if options.get("class_quota", DEFAULT_OPTIONS["class_quota"]) is not None and options.get("quota_weights") is None:
+    if quota:
         # the same kept labels at every candidate k: estimate the class weights (a kNN vote of every
         # unlabeled row among the given labels for class_prior "vote") once, not once per candidate
         feats = options.get("feats")
@@ -765,6 +765,13 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
     return LabelResult(cur, level, agreement, int(k), rounds, k_scores, confidence)
 
 
+def _imbalanced(counts: torch.Tensor) -> bool:
+    """Whether given-label counts per class are long-tailed: the largest count of a labeled class
+    above ``BALANCED_LABELS_RATIO`` times the smallest."""
+    given = counts[counts > 0]
+    return float(given.max()) > BALANCED_LABELS_RATIO * float(given.min())
+
+
 def _resolve_prior(labels: torch.Tensor, counts: torch.Tensor, class_prior: str,
                    feats: Optional[torch.Tensor], diffusion: Optional[torch.Tensor] = None) -> str:
     """The rule ``class_prior`` stands for here: ``"uniform"``, ``"vote"``, ``"em"`` or ``"anchor"``."""
@@ -774,8 +781,7 @@ def _resolve_prior(labels: torch.Tensor, counts: torch.Tensor, class_prior: str,
     if class_prior == "uniform" or not lab.any() or lab.all():
         return "uniform"
     if class_prior == "auto":
-        given = counts[counts > 0]
-        if float(given.max()) > BALANCED_LABELS_RATIO * float(given.min()):
+        if _imbalanced(counts):
             return "anchor" if diffusion is not None else "uniform"
         return "vote" if feats is not None else "uniform"
     if class_prior == "anchor":
@@ -793,9 +799,7 @@ def prior_needs_diffusion(labels: torch.Tensor, num_classes: int, class_prior: s
     lab = labels >= 0
     if class_prior not in ("auto", "anchor") or not lab.any() or lab.all():
         return False
-    counts = torch.bincount(labels[lab], minlength=num_classes)
-    given = counts[counts > 0]
-    return class_prior == "anchor" or float(given.max()) > BALANCED_LABELS_RATIO * float(given.min())
+    return class_prior == "anchor" or _imbalanced(torch.bincount(labels[lab], minlength=num_classes))
 
 
 def _symmetric_kl(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-6) -> float:
