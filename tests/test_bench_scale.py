@@ -91,3 +91,29 @@ def test_ann_sweep_full_probe_is_exact(tmp_path):
     assert bench_ann_sweep.main(["--size", "2000", "--queries", "100", "--nprobe", "1", "--hnsw-m", "8",
                                  "--ef", "64", "--threads", "1", "--out", str(out)]) == 0
     assert out.read_text().count("\n| ") == 4 and not os.path.exists(str(out) + ".tmp")  # header, exact, IVF, HNSW
+
+
+def test_ann_sweep_labels_of_a_full_probe_equal_the_exact_graphs(tmp_path):
+    """bench_ann_sweep --labels: IVF probing every cell gives the exact graph, hence the same HDL
+    labels (agreement 100%, the same accuracy); one probe gives another graph and other labels;
+    `--hnsw-m` with no value skips HNSW and the table gains the two label columns."""
+    pytest.importorskip("faiss")
+    import bench_ann_sweep
+    from hdl.ann import cells_defaults, ivf_defaults
+
+    x, truth, c = bench_scale.mixture(3000)
+    given = bench_scale.given_labels(truth)
+    nlist, _ = ivf_defaults(len(x))
+    c_nlist, _ = cells_defaults(len(x))
+    rows = bench_ann_sweep.sweep(x, 300, [1, nlist], [], [64], labels=(truth, given, c), cells_nprobes=[1, c_nlist])
+    assert [r["index"] for r in rows] == ["exact (flat)"] + ["cells (ours)"] * 2 + ["IVF-Flat"] * 2
+    exact, cells_one, cells_all, one, full = rows
+    for graph in (full, cells_all):  # every cell probed: the exact graph, the exact graph's labels
+        assert graph["recall"] == pytest.approx(1.0)
+        assert graph["agreement"] == 1.0 and graph["accuracy"] == exact["accuracy"]
+    assert one["agreement"] < 1.0 and cells_one["recall"] < 0.9
+    out = tmp_path / "sweep.md"
+    assert bench_ann_sweep.main(["--size", "2000", "--queries", "100", "--nprobe", "1", "--hnsw-m",
+                                 "--ef", "64", "--threads", "1", "--labels", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.count("\n| ") == 3 and "HDL label accuracy" in text  # header, exact, IVF
