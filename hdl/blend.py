@@ -19,6 +19,14 @@ labels were 78-85% correct, while the labeler's held-out calibrated confidence a
 blended as it is, an overconfident vote outweighs a calibrated model on the samples where the two
 disagree (``hdl_blend_votes: calibrated``, the default, uses this; ``raw`` the vote shares).
 
+``balanced_probabilities(probs)`` divides a model's probabilities by their mean over the rows
+(the model's own estimate of the class shares) and renormalises each row: the posterior the model
+would give under balanced classes, as logit adjustment (Menon et al., ICLR 2021) and debiased
+pseudo-labeling (Wang et al., CVPR 2022) make one.  On long-tailed data a model's argmax follows
+the head classes; HDL's labels, paced per class, do not, so a blend with the raw probabilities
+hands the head's bias back to the pool (``hdl_blend_prior: balanced`` blends with these instead;
+on balanced data the mean is about uniform and the rows barely move).
+
 *Ours* (not from the HDL paper; after DASO): the blend runs once per refresh on the pool, with one
 fixed weight (0.5: neither source is trusted more a priori; no label is available to tune it), not
 per step with DASO's class-distribution-aware weight, so the train step stays free of host reads
@@ -101,3 +109,19 @@ def blend_distributions(votes: torch.Tensor, probs: torch.Tensor,
     w = w.reshape(-1, 1) if w.dim() == 1 else w
     out = w * v + (1 - w) * probs.float()
     return torch.where(mass > 0, out, probs.float())
+
+
+def balanced_probabilities(probs: torch.Tensor) -> torch.Tensor:
+    """Float32 (N, C): each row of ``probs`` (N, C) >= 0 divided by the column means of
+    ``probs`` (the model's estimated class shares; a class no row gives mass keeps 0) and
+    renormalised to sum 1 (a row without mass stays 0)."""
+    if probs.dim() != 2:
+        raise ValueError(f"probs must have shape (N, C), got {tuple(probs.shape)}")
+    p = probs.float()
+    if not torch.isfinite(p).all() or (p < 0).any():
+        raise ValueError("probs must be finite and >= 0")
+    if p.shape[0] == 0:
+        return p
+    share = p.mean(dim=0)
+    out = torch.where(share > 0, p / share.clamp(min=1e-30), torch.zeros_like(p))
+    return out / out.sum(dim=1, keepdim=True).clamp(min=1e-30)

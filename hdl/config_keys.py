@@ -40,6 +40,7 @@ HDL_EMBEDS = ("bank", "ema_pass")
 HDL_INJECTS = ("all", "confident", "calibrated", "blend")
 HDL_BLEND_VOTES = ("calibrated", "raw")
 HDL_BLEND_MODELS = ("ema", "train")
+HDL_BLEND_PRIORS = ("none", "balanced")
 SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
 SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
 # labeling options whose key is not hdl_<option>
@@ -131,6 +132,10 @@ def _declared() -> Dict[str, Key]:
             "hdl_inject blend: the model probabilities blended: ema: the EMA model's head on the refresh's own "
             "EMA embedding of every sample (needs hdl_embed ema_pass, else train); train: the training model's "
             "head on each sample's latest weak-view features from the train steps"),
+        Key("hdl_blend_prior", "hdl", "none", lambda v: v in HDL_BLEND_PRIORS, f"one of {list(HDL_BLEND_PRIORS)}",
+            "hdl_inject blend: none: the model's probabilities as they are; balanced: divided by their mean over "
+            "the pool (the model's class shares) and renormalised, so that the blend does not take the head "
+            "classes' bias of a long-tailed model (hdl.blend.balanced_probabilities)"),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
             "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
         Key("hdl_bank_dtype", "hdl", "float32", lambda v: v in BANK_DTYPES, f"one of {list(BANK_DTYPES)}",

@@ -18,9 +18,18 @@ model, and the accuracy on the unlabeled pool samples (those a train step has se
   twice under conditional independence), and ``cal/ema conf-w``: a per-sample weight
   ``c_v / (c_v + c_m)``, ``c_v`` the labeler's calibrated confidence, ``c_m`` the EMA head's
   largest probability (each source weighted by its own confidence on the sample);
+* ``ema~graph``: the EMA head's probabilities averaged over each sample's closed neighbourhood in
+  the refresh's graph (the sample and its first ``chosen k`` neighbours, cosine weights
+  max(sim, 0), the neighbourhood of the votes): the model's predictions smoothed by the graph;
+* ``ema/prior`` and ``cal/ema/prior``: the EMA head's probabilities divided by their own mean
+  over the pool (the model's estimate of the class shares; a balanced posterior, as logit
+  adjustment makes one), alone and blended at ``--weight`` with the calibrated votes;
 
 and the mean winning vote share, calibrated confidence and model confidences (how calibrated each
-source is).  Means per algorithm (``hdl_<name>`` of the run's config) close the table.
+source is).  A second table gives the class-balanced accuracy (mean of the per-class recalls on
+the same samples) of every column: the test sets of USB's long-tailed protocols are balanced, so
+it is the figure that matches them, where the accuracy of a long-tailed pool rewards labels that
+favour the head classes.  Means per algorithm (``hdl_<name>`` of the run's config) close the table.
 
     python scripts/replay_refresh.py RUN_DIR [RUN_DIR ...] [--weight 0.5] [--device cpu] [--out FILE]
 
@@ -36,13 +45,14 @@ from collections import defaultdict
 import torch
 
 COLUMNS = ["train", "ema", "hdl", "raw/train", "cal/train", "raw/ema", "cal/ema", "cal*ema", "cal*ema/prior",
-           "cal/ema conf-w"]
+           "cal/ema conf-w", "ema~graph", "ema/prior", "cal/ema/prior"]
 CONFIDENCES = ["vote share", "calibrated", "train conf", "ema conf"]
 
 
 @torch.no_grad()
 def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
-    """Accuracies (%) of the :data:`COLUMNS` and mean :data:`CONFIDENCES` on ``run_dir``'s pool."""
+    """Accuracies (%) of the :data:`COLUMNS` (class-balanced: ``"bal " + column``) and mean
+    :data:`CONFIDENCES` on ``run_dir``'s pool."""
     from hdl.algorithms.run.runner import load_run
     from hdl.blend import blend_distributions, calibrated_votes, neighbourhood_votes
     from hdl.refresh import refresh as refresh_labels
@@ -68,27 +78,42 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     cal = calibrated_votes(votes, hdl, conf[rows]) if conf is not None else votes
     p_train = diag.probabilities(alg.model, alg.device, pool_ids).cpu()
     alg._embed_with_ema()  # after the labeling: re-embeds the bank and keeps the norms, as a refresh does
-    p_ema = alg._ema_probabilities(pool_ids).cpu()
+    p_all = alg._ema_probabilities(ids).cpu()  # every row of the graph, in its order
+    p_ema = p_all[rows.cpu()]
     votes, cal, hdl, truth, known = votes.cpu(), cal.cpu(), hdl.cpu(), truth.cpu(), known.cpu()
 
-    def acc(pred):
-        return 100.0 * float((pred[known] == truth[known]).float().mean())
-
-    out = {"train": acc(p_train.argmax(1)), "ema": acc(p_ema.argmax(1)), "hdl": acc(hdl)}
+    preds = {"train": p_train.argmax(1), "ema": p_ema.argmax(1), "hdl": hdl}
     for vname, v in (("raw", votes), ("cal", cal)):
         for mname, p in (("train", p_train), ("ema", p_ema)):
-            out[f"{vname}/{mname}"] = acc(blend_distributions(v, p, weight).argmax(1))
+            preds[f"{vname}/{mname}"] = blend_distributions(v, p, weight).argmax(1)
     prod = cal * p_ema
     prod = torch.where(prod.sum(1, keepdim=True) > 0, prod, p_ema)  # no vote at all: the model's row
-    out["cal*ema"] = acc(prod.argmax(1))
+    preds["cal*ema"] = prod.argmax(1)
     given_and_hdl = r.result.labels[r.result.labels >= 0].cpu()
     prior = torch.bincount(given_and_hdl, minlength=alg.num_classes).float() + 1
-    out["cal*ema/prior"] = acc((prod / (prior / prior.sum())).argmax(1))
+    preds["cal*ema/prior"] = (prod / (prior / prior.sum())).argmax(1)
     if conf is not None:
         c_v, c_m = conf[rows].cpu().float(), p_ema.max(1).values
-        out["cal/ema conf-w"] = acc(blend_distributions(cal, p_ema, c_v / (c_v + c_m).clamp(min=1e-30)).argmax(1))
-    else:
-        out["cal/ema conf-w"] = float("nan")
+        preds["cal/ema conf-w"] = blend_distributions(cal, p_ema, c_v / (c_v + c_m).clamp(min=1e-30)).argmax(1)
+    kk = max(1, int(r.result.chosen_k))
+    nb = r.graph_idx[rows, :kk].cpu()
+    w = torch.where(nb >= 0, r.graph_sims[rows, :kk].cpu().float().clamp(min=0), 0.0)
+    smooth = p_ema + (w[:, :, None] * p_all[nb.clamp(min=0)]).sum(1)
+    preds["ema~graph"] = smooth.argmax(1)
+    adjusted = p_ema / p_ema.mean(0).clamp(min=1e-12)
+    adjusted = adjusted / adjusted.sum(1, keepdim=True)
+    preds["ema/prior"] = adjusted.argmax(1)
+    preds["cal/ema/prior"] = blend_distributions(cal, adjusted, weight).argmax(1)
+
+    t = truth[known]
+    out = {}
+    for name in COLUMNS:
+        if name not in preds:
+            out[name] = out["bal " + name] = float("nan")
+            continue
+        pk = preds[name][known]
+        out[name] = 100.0 * float((pk == t).float().mean())
+        out["bal " + name] = 100.0 * float(torch.stack([(pk[t == c] == c).float().mean() for c in torch.unique(t)]).mean())
     share = votes / votes.sum(1, keepdim=True).clamp(min=1e-30)
     out["vote share"] = float(share.max(1).values.mean())
     out["calibrated"] = float(conf[rows].mean()) if conf is not None else float("nan")
@@ -112,6 +137,7 @@ def main(argv=None) -> int:
     groups = defaultdict(list)
     for run in args.runs:
         res = replay(run, args.weight, args.device)
+        res["run"] = os.path.basename(os.path.normpath(run))
         groups[res["algorithm"]].append(res)
         lines.append(f"| {os.path.basename(os.path.normpath(run))} | "
                      + " | ".join(f"{res[c]:.1f}" for c in COLUMNS)
@@ -121,6 +147,13 @@ def main(argv=None) -> int:
         lines.append(f"| mean {name} ({len(rs)}) | "
                      + " | ".join(f"{sum(r[c] for r in rs) / len(rs):.2f}" for c in COLUMNS)
                      + " | " + " | ".join(f"{sum(r[c] for r in rs) / len(rs):.3f}" for c in CONFIDENCES) + " |")
+    lines += ["", "Class-balanced accuracy (%) of the same columns:", "",
+              "| run | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, rs in groups.items():
+        for res in rs:
+            lines.append(f"| {res['run']} | " + " | ".join(f"{res['bal ' + c]:.1f}" for c in COLUMNS) + " |")
+        lines.append(f"| mean {name} ({len(rs)}) | "
+                     + " | ".join(f"{sum(r['bal ' + c] for r in rs) / len(rs):.2f}" for c in COLUMNS) + " |")
     text = "\n".join(lines) + "\n"
     if args.out:
         tmp = args.out + ".tmp"

@@ -82,3 +82,19 @@ def test_calibrated_votes_on_paper():
         calibrated_votes(votes, label, conf + 0.5)
     with pytest.raises(ValueError, match="shape"):
         calibrated_votes(votes, label[:2], conf)
+
+
+def test_balanced_probabilities_on_paper():
+    from hdl.blend import balanced_probabilities
+
+    # column means (.75, .25): row 0 (.9, .1) -> (1.2, .4) -> (.75, .25); row 1 (.6, .4) -> (.8, 1.6)
+    # -> (1/3, 2/3): the second row's argmax moves from the head class 0 to class 1
+    probs = torch.tensor([[.9, .1], [.6, .4]])
+    out = balanced_probabilities(probs)
+    assert torch.allclose(out, torch.tensor([[.75, .25], [1 / 3, 2 / 3]]))
+    assert out.argmax(1).tolist() == [0, 1] and probs.argmax(1).tolist() == [0, 0]
+    # balanced columns: unchanged; a class no row gives mass stays 0
+    even = torch.tensor([[.7, .3, 0.], [.3, .7, 0.]])
+    assert torch.allclose(balanced_probabilities(even), even)
+    with pytest.raises(ValueError, match="probs must"):
+        balanced_probabilities(torch.tensor([[.5, float("nan")]]))

@@ -482,3 +482,30 @@ def test_blend_with_the_ema_model_at_weight_0_takes_the_ema_heads_labels(tmp_pat
     assert torch.equal(a.pool.labels[pool_ids], pred)
     assert torch.allclose(a.pool.agreement[pool_ids], conf, atol=1e-5)
     assert rec["hdl/blend_changed"] >= 1
+
+
+def test_blend_with_the_balanced_ema_model_at_weight_0(tmp_path):
+    """hdl_blend_prior balanced, weight 0: every pool label is the argmax of the EMA head's
+    probabilities divided by their mean over the pool (computed here another way: the EMA model
+    applied again to a fresh embedding of the training set)."""
+    from hdl.algorithms.usb.embedding import embed_training_set
+
+    args = make_args("fixmatch", tmp_path, "blendbal", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=4,
+                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0, hdl_blend_prior="balanced")
+    a = runner.build_algorithm(args, tb=False)
+    assert a.hdl.blend_prior == "balanced"
+    a.train()
+    pool_ids = torch.nonzero(a.pool.labels >= 0).flatten()
+    is_lb = torch.zeros_like(a.pool.labels, dtype=torch.bool)
+    is_lb[a._lb_global] = True
+    pool_ids = pool_ids[~is_lb[pool_ids]]
+    index, feats = embed_training_set(a)
+    pos = torch.full_like(a.pool.labels, -1)
+    pos[torch.as_tensor(index)] = torch.arange(len(index))
+    with torch.no_grad():
+        probs = torch.softmax(a.ema_model(feats[pos[pool_ids]], only_fc=True), dim=-1)
+    adjusted = probs / probs.mean(dim=0)
+    adjusted = adjusted / adjusted.sum(dim=1, keepdim=True)
+    conf, pred = adjusted.max(dim=1)
+    assert torch.equal(a.pool.labels[pool_ids], pred)
+    assert torch.allclose(a.pool.agreement[pool_ids], conf, atol=1e-5)

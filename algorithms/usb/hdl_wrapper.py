@@ -52,7 +52,7 @@ from semilearn.core.utils import ALGORITHMS
 
 from hdl import config_keys
 from hdl.bank import DTYPES as BANK_DTYPES
-from hdl.blend import blend_distributions, calibrated_votes, neighbourhood_votes
+from hdl.blend import balanced_probabilities, blend_distributions, calibrated_votes, neighbourhood_votes
 from hdl.knn import resolve_backend
 from hdl.refresh import refresh as refresh_labels
 
@@ -93,6 +93,7 @@ class HDLSettings:
     blend_weight: float = 0.5
     blend_votes: str = "calibrated"
     blend_model: str = "ema"
+    blend_prior: str = "none"
 
     @property
     def k(self):
@@ -116,7 +117,7 @@ class HDLSettings:
         return cls(v["hdl_enable"], v["hdl_warmup_iter"], v["hdl_refresh_every"], v["hdl_use"], v["hdl_embed"],
                    v["hdl_gt_ratio"], v["hdl_min_agreement"], v["hdl_weight_by_agreement"], v["hdl_inject"],
                    labeling, v["hdl_bank_dtype"], v["hdl_blend_weight"], v["hdl_blend_votes"],
-                   v["hdl_blend_model"])
+                   v["hdl_blend_model"], v["hdl_blend_prior"])
 
 
 class HDLRefreshHook(Hook):
@@ -378,8 +379,9 @@ class HDLMixin:
         on the sample's latest weak-view features from the train steps, where samples no step has
         seen keep HDL's label.  With ``hdl_blend_votes: calibrated`` (and a labeling that
         calibrated its confidence) ``v`` is :func:`hdl.blend.calibrated_votes`: the labeler's
-        calibrated confidence on HDL's label, the rest over the other voted classes.  Returns how many
-        pool labels the blend changed."""
+        calibrated confidence on HDL's label, the rest over the other voted classes.  With
+        ``hdl_blend_prior: balanced`` ``p`` is first divided by its mean over the pool rows it covers
+        (:func:`hdl.blend.balanced_probabilities`).  Returns how many pool labels the blend changed."""
         rows = torch.nonzero(r.new).flatten()  # the refresh rows of pool_ids, in the same order
         if len(rows) == 0:
             return 0
@@ -396,6 +398,10 @@ class HDLMixin:
             diag = self.hdl_state.diagnostics
             probs = diag.probabilities(self.model, self.device, pool_ids).to(votes.device)
             seen = diag.seen(pool_ids)
+        if self.hdl.blend_prior == "balanced":
+            s = seen.to(probs.device)
+            probs = probs.clone()
+            probs[s] = balanced_probabilities(probs[s])
         score, label = blend_distributions(votes, probs, self.hdl.blend_weight).max(dim=1)
         keep = pool_ids[seen].to(self.pool.device)
         label = label[seen.to(label.device)].to(self.pool.device)
