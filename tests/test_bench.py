@@ -382,3 +382,11 @@ def test_injected_table_compares_the_last_two_refreshes_with_the_model(tmp_path)
     assert "| freematch | 0 | – |" in text and text.count("| no |") == 2
     assert "1 of 2 algorithms (fixmatch yes, freematch no)" in text
     assert bench_report.injected_lines(["fixmatch"], rows[:2]) == []
+    # records with the class-balanced figures: shown after the verdict, "–" where a record lacks them
+    with open(os.path.join(rows[2]["run_dir"], "hdl_refresh.jsonl"), "a") as f:
+        f.write(json.dumps({"it": 1250, "hdl/injected_acc": .9, "hdl/logit_acc_equal_injected": .88,
+                            "hdl/injected_coverage": 1., "hdl/logit_coverage": .7,
+                            "hdl/injected_balanced_acc": .8, "hdl/logit_balanced_acc_equal_injected": .6}) + "\n")
+    text = "\n".join(bench_report.injected_lines(["fixmatch"], rows[:3]))
+    assert "| fixmatch | 0 | +5.0 | 1000 / 1250 | 89.0 / 90.0 | 87.0 / 88.0 | 100.0 / 100.0 | 70.0 / 70.0 | yes | " \
+           "– / 80.0 | – / 60.0 |" in text

@@ -304,6 +304,11 @@ def test_injected_figures_count_only_labels_passing_min_agreement(tmp_path):
     assert stats["hdl/injected_coverage"] == pytest.approx(float(used.sum()) / len(ulb))
     assert 0 < used.sum() < (a.pool.labels >= 0).sum()  # the filter removes some labels here
     assert stats["hdl/injected_acc"] == pytest.approx(float((a.pool.labels[used] == a._train_y[used]).float().mean()))
+    # class-balanced, computed another way: the mean over the true classes of the per-class share right
+    got, truth = a.pool.labels[used].tolist(), a._train_y[used].tolist()
+    recalls = [sum(g == c for g, t in zip(got, truth) if t == c) / truth.count(c) for c in sorted(set(truth))]
+    assert stats["hdl/injected_balanced_acc"] == pytest.approx(sum(recalls) / len(recalls))
+    assert "hdl/logit_balanced_acc_equal_injected" in stats
 
 
 def test_checkpoints_before_the_pool_object_load(tmp_path):

@@ -328,11 +328,12 @@ def injected_lines(algorithms: Sequence[str], srows: Sequence[Dict[str, Any]], l
     """Per HDL run of one setting: HDL − base final test accuracy (same seed), and at each of the
     last ``last`` refreshes the accuracy and coverage of the labels training injected against the
     model's most confident pseudo-labels on as many samples and its thresholded coverage
-    (``hdl_refresh.jsonl``).  "labels ≥ model": at every one of those refreshes injected accuracy >=
+    (``hdl_refresh.jsonl``), then both accuracies class-balanced where the records have them.  "labels ≥ model": at every one of those refreshes injected accuracy >=
     the model's at equal coverage and injected coverage >= the model's thresholded coverage; per
     algorithm the same test on the means over its seeds.  [] when no HDL run has refresh records."""
     head = ["| algorithm | seed | HDL − base final | refreshes | injected acc | model acc @ equal injected | "
-            "injected cov. | model thresholded cov. | labels ≥ model |", "|---|" + "---|" * 8]
+            "injected cov. | model thresholded cov. | labels ≥ model | injected balanced acc | "
+            "model balanced acc @ equal injected |", "|---|" + "---|" * 10]
     body: List[str] = []
     verdicts: List[str] = []
     for alg in algorithms:
@@ -352,7 +353,9 @@ def injected_lines(algorithms: Sequence[str], srows: Sequence[Dict[str, Any]], l
             body.append(" | ".join([f"| {alg}", str(r["seed"]), "–" if diff is None else f"{100 * diff:+.1f}",
                                     " / ".join(str(rec["it"]) for rec in recs)]
                                    + [" / ".join(_pct(v) for v in q[k]) for k in q]
-                                   + ["yes" if _labels_hold(q) else "no"]) + " |")
+                                   + ["yes" if _labels_hold(q) else "no"]
+                                   + [" / ".join(_pct(rec.get(f"hdl/{k}")) for rec in recs)
+                                      for k in ("injected_balanced_acc", "logit_balanced_acc_equal_injected")]) + " |")
         if per_seed:
             mean = {k: [float(np.mean([s[k][i] if s[k][i] is not None else np.nan for s in per_seed]))
                         for i in range(min(len(s[k]) for s in per_seed))] for k in per_seed[0]}

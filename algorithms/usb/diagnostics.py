@@ -20,6 +20,18 @@ from hdl.refresh import Refresh
 HDL_STATE_VERSION = 2
 
 
+def balanced_accuracy(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    """Mean over the classes present in ``truth`` of the share of their samples ``pred`` gets
+    right (class-balanced accuracy); nan when ``truth`` is empty."""
+    if len(truth) == 0:
+        return float("nan")
+    classes, inverse = torch.unique(truth, return_inverse=True)
+    hits = torch.zeros(len(classes), dtype=torch.float64, device=truth.device)
+    hits.scatter_add_(0, inverse, (pred == truth).double())
+    counts = torch.bincount(inverse, minlength=len(classes)).double()
+    return float((hits / counts).mean())
+
+
 @dataclass(frozen=True)
 class RefreshEvent:
     """What a refresh consumer receives: ``ids`` int64 (M,) sample indices of the refresh rows,
@@ -80,7 +92,11 @@ class RefreshDiagnostics:
         """Pool size, coverage, accuracy (where the truth is known), per-class counts; the model's
         thresholded pseudo-labels (coverage, accuracy, accuracy at the pool's coverage); and the
         labels training injects (the pool entries passing ``hdl_min_agreement``): coverage,
-        accuracy, and the model's accuracy on as many of its most confident samples."""
+        accuracy, and the model's accuracy on as many of its most confident samples; both also
+        class-balanced (``hdl/injected_balanced_acc``, ``hdl/logit_balanced_acc_equal_injected``:
+        the mean over the true classes among those samples of the share labeled right; on a
+        long-tailed pool plain accuracy favours labels that follow the head classes, and USB's
+        long-tailed test sets are balanced)."""
         pool = alg.pool
         pool_ids = event.pool_ids.to(alg._train_y.device)
         ulb_set = torch.unique(alg._ulb_global)
@@ -117,9 +133,11 @@ class RefreshDiagnostics:
         t_used = alg._train_y[used]
         if (t_used >= 0).any():
             out["hdl/injected_acc"] = float((labels[used][t_used >= 0] == t_used[t_used >= 0]).float().mean())
+            out["hdl/injected_balanced_acc"] = balanced_accuracy(labels[used][t_used >= 0], t_used[t_used >= 0])
         if len(cand) and len(used):
             top = torch.argsort(conf, descending=True)[: min(len(used), len(cand))]
             out["hdl/logit_acc_equal_injected"] = float((pred[top] == y[top]).float().mean())
+            out["hdl/logit_balanced_acc_equal_injected"] = balanced_accuracy(pred[top], y[top])
         return out
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
