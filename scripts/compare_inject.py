@@ -6,7 +6,8 @@ label injected (``all``), HDL with the labels the model contradicts more confide
 dropped (``calibrated``), HDL with each label blended with the model's probabilities as first
 built (``blend``: raw vote shares, the training model's head on weak-view features) and with the
 defaults (``blend_ema``: the labeler's calibrated confidence on its label, the EMA model's head on
-the refresh's EMA embedding).
+the refresh's EMA embedding), and the same with the model's probabilities divided by their mean over
+the pool (``blend_balanced``: ``hdl_blend_prior: balanced``).
 ``digits_lt10``: the long-tailed digits setting of the labeler issue (30 labels and 80 unlabeled
 images per class at the head, imbalance 10 on both, 400 iterations, refreshes every 100), FixMatch
 and FreeMatch + ABC.  ``fmnist_lt100``: the Fashion-MNIST imbalance-100 setting of the offline
@@ -34,6 +35,7 @@ _DIGITS_HDL = ["--hdl_warmup_iter", "100", "--hdl_refresh_every", "100"]
 _FMNIST_HDL = ["--hdl_warmup_iter", "250", "--hdl_refresh_every", "250"]
 # the blend as first measured (results/inject_rule tables): raw vote shares, the training model's head
 _BLEND_FIRST = ["--hdl_blend_votes", "raw", "--hdl_blend_model", "train"]
+_BALANCED = ["--hdl_blend_prior", "balanced"]
 SETTINGS = {
     # the long-tailed digits run of the labeler issue: 30 / 80 images per class at the head, imbalance 10
     "digits_lt10": ("digits", ["--num_labels", "30", "--lb_imb_ratio", "10", "--ulb_num_labels", "80",
@@ -55,6 +57,9 @@ SETTINGS = {
                         "hdl_fixmatch_blend_ema": ("hdl_fixmatch", ["--hdl_inject", "blend"]),
                         "hdl_freematch_abc_blend_ema": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
                                                                           "blend"]),
+                        "hdl_fixmatch_blend_balanced": ("hdl_fixmatch", ["--hdl_inject", "blend", *_BALANCED]),
+                        "hdl_freematch_abc_blend_balanced": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
+                                                                               "blend", *_BALANCED]),
                     }),
     # the fmnist_lt_100 setting of configs/bench/fashion_mnist_offline.yaml (needs dataset-fashion-mnist)
     "fmnist_lt100": ("fashion_mnist", ["--num_labels", "150", "--lb_imb_ratio", "100", "--ulb_num_labels", "3000",
@@ -73,6 +78,8 @@ SETTINGS = {
                          "hdl_freematch_blend": ("hdl_freematch", ["--hdl_inject", "blend", *_BLEND_FIRST]),
                          "hdl_fixmatch_blend_ema": ("hdl_fixmatch", ["--hdl_inject", "blend"]),
                          "hdl_freematch_blend_ema": ("hdl_freematch", ["--hdl_inject", "blend"]),
+                         "hdl_fixmatch_blend_balanced": ("hdl_fixmatch", ["--hdl_inject", "blend", *_BALANCED]),
+                         "hdl_freematch_blend_balanced": ("hdl_freematch", ["--hdl_inject", "blend", *_BALANCED]),
                      }),
 }
 FIELDS = ["cell", "seed", "test_acc_final", "test_balanced_acc_final", "refresh_it", "injected_acc",
