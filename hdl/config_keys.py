@@ -76,7 +76,9 @@ def _device_ok(v) -> bool:
 @dataclass(frozen=True)
 class Key:
     """One configuration key.  ``option``: the :func:`hdl.labeling.hdl_label` option (or
-    :func:`hdl.refresh.refresh` argument) it feeds; ``flag``: its ``hdl-relabel`` flag, if any."""
+    :func:`hdl.refresh.refresh` argument) it feeds; ``flag``: its ``hdl-relabel`` flag, if any;
+    ``saved``: for a key added after runs were already saved, the value that stands for what such
+    a run did, read where a saved run config lacks the key (:func:`saved_config_defaults`)."""
 
     name: str
     group: str
@@ -87,6 +89,7 @@ class Key:
     parse: Callable[[str], Any] = str
     option: Optional[str] = None
     flag: Optional[str] = None
+    saved: Any = None
 
     def validate(self, value: Any) -> Any:
         """The value, with an int widened to float for a float key; ValueError naming the key."""
@@ -132,10 +135,10 @@ def _declared() -> Dict[str, Key]:
             "hdl_inject blend: the model probabilities blended: ema: the EMA model's head on the refresh's own "
             "EMA embedding of every sample (needs hdl_embed ema_pass, else train); train: the training model's "
             "head on each sample's latest weak-view features from the train steps"),
-        Key("hdl_blend_prior", "hdl", "none", lambda v: v in HDL_BLEND_PRIORS, f"one of {list(HDL_BLEND_PRIORS)}",
+        Key("hdl_blend_prior", "hdl", "balanced", lambda v: v in HDL_BLEND_PRIORS, f"one of {list(HDL_BLEND_PRIORS)}",
             "hdl_inject blend: none: the model's probabilities as they are; balanced: divided by their mean over "
             "the pool (the model's class shares) and renormalised, so that the blend does not take the head "
-            "classes' bias of a long-tailed model (hdl.blend.balanced_probabilities)"),
+            "classes' bias of a long-tailed model (hdl.blend.balanced_probabilities)", saved="none"),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
             "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
         Key("hdl_bank_dtype", "hdl", "float32", lambda v: v in BANK_DTYPES, f"one of {list(BANK_DTYPES)}",
@@ -323,6 +326,16 @@ def help_text(groups: Iterable[str] = GROUPS) -> str:
         for k in keys([g]).values():
             lines.append(f"  {k.name} (default {_show(k.default)}): {k.help}; {k.allowed}")
     return "\n".join(lines)
+
+
+def saved_config_defaults(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """``cfg`` (a run's saved config) with every key it lacks that has a ``saved`` value set to
+    that value: a run saved before the key existed is rebuilt as it ran, not with today's default."""
+    out = dict(cfg)
+    for k in KEYS.values():
+        if k.saved is not None and k.name not in out:
+            out[k.name] = k.saved
+    return out
 
 
 def markdown_table() -> str:

@@ -5,9 +5,10 @@ label injected (``all``), HDL with the labels the model contradicts more confide
 (``confident``), and HDL with the labels whose calibrated confidence is below the model's threshold
 dropped (``calibrated``), HDL with each label blended with the model's probabilities as first
 built (``blend``: raw vote shares, the training model's head on weak-view features) and with the
-defaults (``blend_ema``: the labeler's calibrated confidence on its label, the EMA model's head on
-the refresh's EMA embedding), and the same with the model's probabilities divided by their mean over
-the pool (``blend_balanced``: ``hdl_blend_prior: balanced``).
+later inputs (``blend_ema``: the labeler's calibrated confidence on its label, the EMA model's head
+on the refresh's EMA embedding; ``hdl_blend_prior: none``), and the same with the model's
+probabilities divided by their mean over the pool (``blend_balanced``: ``hdl_blend_prior: balanced``,
+the default since the Fashion-MNIST LT-100 grid of ``results/fashion_mnist_offline``).
 ``digits_lt10``: the long-tailed digits setting of the labeler issue (30 labels and 80 unlabeled
 images per class at the head, imbalance 10 on both, 400 iterations, refreshes every 100), FixMatch
 and FreeMatch + ABC.  ``fmnist_lt100``: the Fashion-MNIST imbalance-100 setting of the offline
@@ -34,8 +35,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 _DIGITS_HDL = ["--hdl_warmup_iter", "100", "--hdl_refresh_every", "100"]
 _FMNIST_HDL = ["--hdl_warmup_iter", "250", "--hdl_refresh_every", "250"]
 # the blend as first measured (results/inject_rule tables): raw vote shares, the training model's head
-_BLEND_FIRST = ["--hdl_blend_votes", "raw", "--hdl_blend_model", "train"]
+_BLEND_FIRST = ["--hdl_blend_votes", "raw", "--hdl_blend_model", "train", "--hdl_blend_prior", "none"]
 _BALANCED = ["--hdl_blend_prior", "balanced"]
+_UNADJUSTED = ["--hdl_blend_prior", "none"]  # the blend_ema cells: the model's probabilities as they are
 SETTINGS = {
     # the long-tailed digits run of the labeler issue: 30 / 80 images per class at the head, imbalance 10
     "digits_lt10": ("digits", ["--num_labels", "30", "--lb_imb_ratio", "10", "--ulb_num_labels", "80",
@@ -54,9 +56,9 @@ SETTINGS = {
                         "hdl_fixmatch_blend": ("hdl_fixmatch", ["--hdl_inject", "blend", *_BLEND_FIRST]),
                         "hdl_freematch_abc_blend": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
                                                                       "blend", *_BLEND_FIRST]),
-                        "hdl_fixmatch_blend_ema": ("hdl_fixmatch", ["--hdl_inject", "blend"]),
+                        "hdl_fixmatch_blend_ema": ("hdl_fixmatch", ["--hdl_inject", "blend", *_UNADJUSTED]),
                         "hdl_freematch_abc_blend_ema": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
-                                                                          "blend"]),
+                                                                          "blend", *_UNADJUSTED]),
                         "hdl_fixmatch_blend_balanced": ("hdl_fixmatch", ["--hdl_inject", "blend", *_BALANCED]),
                         "hdl_freematch_abc_blend_balanced": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
                                                                                "blend", *_BALANCED]),
@@ -76,8 +78,8 @@ SETTINGS = {
                          "hdl_freematch_calibrated": ("hdl_freematch", ["--hdl_inject", "calibrated"]),
                          "hdl_fixmatch_blend": ("hdl_fixmatch", ["--hdl_inject", "blend", *_BLEND_FIRST]),
                          "hdl_freematch_blend": ("hdl_freematch", ["--hdl_inject", "blend", *_BLEND_FIRST]),
-                         "hdl_fixmatch_blend_ema": ("hdl_fixmatch", ["--hdl_inject", "blend"]),
-                         "hdl_freematch_blend_ema": ("hdl_freematch", ["--hdl_inject", "blend"]),
+                         "hdl_fixmatch_blend_ema": ("hdl_fixmatch", ["--hdl_inject", "blend", *_UNADJUSTED]),
+                         "hdl_freematch_blend_ema": ("hdl_freematch", ["--hdl_inject", "blend", *_UNADJUSTED]),
                          "hdl_fixmatch_blend_balanced": ("hdl_fixmatch", ["--hdl_inject", "blend", *_BALANCED]),
                          "hdl_freematch_blend_balanced": ("hdl_freematch", ["--hdl_inject", "blend", *_BALANCED]),
                      }),

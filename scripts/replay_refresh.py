@@ -120,6 +120,9 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     out["train conf"] = float(p_train.max(1).values.mean())
     out["ema conf"] = float(p_ema.max(1).values.mean())
     out["algorithm"] = getattr(alg, "base_name", type(alg).__name__)
+    prior = getattr(alg.hdl, "blend_prior", "none")
+    if prior != "none":  # runs of another blend prior: their own means
+        out["algorithm"] += f", hdl_blend_prior {prior}"
     out["samples"] = int(known.sum())
     return out
 
@@ -137,9 +140,10 @@ def main(argv=None) -> int:
     groups = defaultdict(list)
     for run in args.runs:
         res = replay(run, args.weight, args.device)
-        res["run"] = os.path.basename(os.path.normpath(run))
+        res["run"] = os.path.basename(os.path.normpath(run)) + ("" if "," not in res["algorithm"] else
+                                                                  " (" + res["algorithm"].split(", ", 1)[1] + ")")
         groups[res["algorithm"]].append(res)
-        lines.append(f"| {os.path.basename(os.path.normpath(run))} | "
+        lines.append(f"| {res['run']} | "
                      + " | ".join(f"{res[c]:.1f}" for c in COLUMNS)
                      + " | " + " | ".join(f"{res[c]:.3f}" for c in CONFIDENCES) + " |")
         print(lines[-1], file=sys.stderr, flush=True)

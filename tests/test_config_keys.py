@@ -131,3 +131,38 @@ def test_usb_ranges_are_checked_when_a_config_is_resolved():
         with pytest.raises(ValueError) as e:
             resolve_config(cfg, [alg])
         assert str(e.value) == f"{name}: expected {config_keys.USB_RANGES[name].allowed}, got {value!r}", name
+
+
+def test_a_saved_run_config_without_a_later_key_reads_its_saved_value():
+    """hdl_blend_prior came after runs were saved: a saved config without it is rebuilt with
+    'none' (what those runs did), whatever the default; a config that names it keeps its value."""
+    assert KEYS["hdl_blend_prior"].saved == "none"
+    old = {"algorithm": "hdl_fixmatch", "hdl_inject": "blend"}
+    assert config_keys.saved_config_defaults(old)["hdl_blend_prior"] == "none"
+    assert "hdl_blend_prior" not in old  # not modified in place
+    assert config_keys.saved_config_defaults({"hdl_blend_prior": "balanced"})["hdl_blend_prior"] == "balanced"
+    # keys without a saved value are left to the defaults of the resolver
+    assert "hdl_blend_weight" not in config_keys.saved_config_defaults(old)
+
+
+def test_load_run_rebuilds_a_run_saved_before_hdl_blend_prior_as_it_ran(tmp_path):
+    """A run whose saved config.yaml predates hdl_blend_prior loads with 'none' (the rule it ran
+    with), not with today's default 'balanced'; the same run with the key loads with its value."""
+    import yaml
+
+    from hdl.algorithms.run import runner
+    from tests.test_hdl_wrapper import make_args
+
+    assert KEYS["hdl_blend_prior"].default == "balanced"
+    args = make_args("fixmatch", tmp_path, "oldrun", algorithm="hdl_fixmatch", num_train_iter=2, num_eval_iter=2,
+                     hdl_warmup_iter=2)
+    runner.train(args, progress=False)
+    run_dir = os.path.join(str(tmp_path), "oldrun")
+    assert runner.load_run(run_dir, "latest", "cpu").hdl.blend_prior == "balanced"
+    path = os.path.join(run_dir, "config.yaml")
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    del cfg["hdl_blend_prior"]
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    assert runner.load_run(run_dir, "latest", "cpu").hdl.blend_prior == "none"

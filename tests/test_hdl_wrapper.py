@@ -406,7 +406,7 @@ def test_blend_injection_on_paper(tmp_path, blend_votes):
 
     a = runner.build_algorithm(make_args("fixmatch", tmp_path, "blend", algorithm="hdl_fixmatch",
                                          hdl_inject="blend", hdl_blend_weight=0.5, hdl_blend_votes=blend_votes,
-                                         hdl_blend_model="train"),
+                                         hdl_blend_model="train", hdl_blend_prior="none"),
                                tb=False)
     assert a.hdl.inject == "blend" and a.hdl.blend_weight == 0.5 and a.hdl.blend_votes == blend_votes
     # refresh rows: row 0 a given label (class 0), rows 1-3 HDL-labeled 1, 1, 2
@@ -445,7 +445,8 @@ def test_blend_injection_on_paper(tmp_path, blend_votes):
 
 def test_blend_injection_at_weight_0_takes_the_models_labels(tmp_path):
     args = make_args("fixmatch", tmp_path, "blendrun", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=4,
-                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0, hdl_blend_model="train")
+                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0, hdl_blend_model="train",
+                     hdl_blend_prior="none")
     a = runner.build_algorithm(args, tb=False)
     a.train()
     rec = a.refresh_log[0]
@@ -465,7 +466,7 @@ def test_blend_with_the_ema_model_at_weight_0_takes_the_ema_heads_labels(tmp_pat
     from hdl.algorithms.usb.embedding import embed_training_set
 
     args = make_args("fixmatch", tmp_path, "blendema", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=4,
-                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0)
+                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0, hdl_blend_prior="none")
     a = runner.build_algorithm(args, tb=False)
     assert a.hdl.blend_model == "ema" and a.hdl.embed == "ema_pass"  # the defaults
     a.train()
@@ -496,9 +497,9 @@ def test_blend_with_the_balanced_ema_model_at_weight_0(tmp_path):
     from hdl.algorithms.usb.embedding import embed_training_set
 
     args = make_args("fixmatch", tmp_path, "blendbal", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=4,
-                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0, hdl_blend_prior="balanced")
+                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0)
     a = runner.build_algorithm(args, tb=False)
-    assert a.hdl.blend_prior == "balanced"
+    assert a.hdl.blend_prior == "balanced"  # the default
     a.train()
     pool_ids = torch.nonzero(a.pool.labels >= 0).flatten()
     is_lb = torch.zeros_like(a.pool.labels, dtype=torch.bool)

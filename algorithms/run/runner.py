@@ -18,6 +18,7 @@ from semilearn.core.hooks import Hook
 from semilearn.core.utils import TBLog
 from semilearn.core.utils.misc import EMA
 
+from hdl import config_keys
 from hdl.data import DATASET_INFO
 
 from .config import dump_config
@@ -398,7 +399,7 @@ def load_run(run_dir: str, checkpoint: str = "best", device: Optional[str] = Non
     if not os.path.isfile(ckpt):
         raise FileNotFoundError(f"checkpoint: {ckpt} does not exist")
     with open(cfg_path) as f:
-        cfg = yaml.safe_load(f)
+        cfg = config_keys.saved_config_defaults(yaml.safe_load(f))
     run_dir = os.path.abspath(run_dir)
     cfg["save_dir"], cfg["save_name"] = os.path.dirname(run_dir), os.path.basename(run_dir)
     cfg["resume"] = True  # reuse the saved splits
