@@ -330,10 +330,13 @@ def help_text(groups: Iterable[str] = GROUPS) -> str:
 
 def saved_config_defaults(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """``cfg`` (a run's saved config) with every key it lacks that has a ``saved`` value set to
-    that value: a run saved before the key existed is rebuilt as it ran, not with today's default."""
+    that value, where ``cfg`` has other keys of that key's group (a base algorithm's run has no
+    HDL keys and gets none): a run saved before the key existed is rebuilt as it ran, not with
+    today's default."""
     out = dict(cfg)
+    groups = {k.group for k in KEYS.values() if k.name in cfg}  # a base algorithm's run has no hdl keys
     for k in KEYS.values():
-        if k.saved is not None and k.name not in out:
+        if k.saved is not None and k.name not in out and k.group in groups:
             out[k.name] = k.saved
     return out
 

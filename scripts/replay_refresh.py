@@ -120,8 +120,10 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     out["train conf"] = float(p_train.max(1).values.mean())
     out["ema conf"] = float(p_ema.max(1).values.mean())
     out["algorithm"] = getattr(alg, "base_name", type(alg).__name__)
-    prior = getattr(alg.hdl, "blend_prior", "none")
-    if prior != "none":  # runs of another blend prior: their own means
+    from hdl.config_keys import KEYS
+
+    prior = getattr(alg.hdl, "blend_prior", KEYS["hdl_blend_prior"].default)
+    if prior != KEYS["hdl_blend_prior"].default:  # runs of another blend prior: their own means
         out["algorithm"] += f", hdl_blend_prior {prior}"
     out["samples"] = int(known.sum())
     return out

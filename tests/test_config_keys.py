@@ -138,6 +138,8 @@ def test_a_saved_run_config_without_a_later_key_reads_its_saved_value():
     'none' (what those runs did), whatever the default; a config that names it keeps its value."""
     assert KEYS["hdl_blend_prior"].saved == "none"
     old = {"algorithm": "hdl_fixmatch", "hdl_inject": "blend"}
+    base = {"algorithm": "fixmatch", "seed": 0}  # a base algorithm's run: no HDL key is added
+    assert config_keys.saved_config_defaults(base) == base
     assert config_keys.saved_config_defaults(old)["hdl_blend_prior"] == "none"
     assert "hdl_blend_prior" not in old  # not modified in place
     assert config_keys.saved_config_defaults({"hdl_blend_prior": "balanced"})["hdl_blend_prior"] == "balanced"
