@@ -54,7 +54,8 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     """Accuracies (%) of the :data:`COLUMNS` (class-balanced: ``"bal " + column``) and mean
     :data:`CONFIDENCES` on ``run_dir``'s pool."""
     from hdl.algorithms.run.runner import load_run
-    from hdl.blend import blend_distributions, calibrated_votes, neighbourhood_votes
+    from hdl.blend import balanced_probabilities, blend_distributions, calibrated_votes, neighbourhood_votes
+    from hdl.labeling import balanced_accuracy_se
     from hdl.refresh import refresh as refresh_labels
 
     alg = load_run(run_dir, "latest", device)
@@ -100,8 +101,7 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     w = torch.where(nb >= 0, r.graph_sims[rows, :kk].cpu().float().clamp(min=0), 0.0)
     smooth = p_ema + (w[:, :, None] * p_all[nb.clamp(min=0)]).sum(1)
     preds["ema~graph"] = smooth.argmax(1)
-    adjusted = p_ema / p_ema.mean(0).clamp(min=1e-12)
-    adjusted = adjusted / adjusted.sum(1, keepdim=True)
+    adjusted = balanced_probabilities(p_ema)  # as hdl_blend_prior: balanced
     preds["ema/prior"] = adjusted.argmax(1)
     preds["cal/ema/prior"] = blend_distributions(cal, adjusted, weight).argmax(1)
 
@@ -113,7 +113,7 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
             continue
         pk = preds[name][known]
         out[name] = 100.0 * float((pk == t).float().mean())
-        out["bal " + name] = 100.0 * float(torch.stack([(pk[t == c] == c).float().mean() for c in torch.unique(t)]).mean())
+        out["bal " + name] = 100.0 * balanced_accuracy_se(pk, t)[0]
     share = votes / votes.sum(1, keepdim=True).clamp(min=1e-30)
     out["vote share"] = float(share.max(1).values.mean())
     out["calibrated"] = float(conf[rows].mean()) if conf is not None else float("nan")

@@ -328,9 +328,10 @@ def injected_lines(algorithms: Sequence[str], srows: Sequence[Dict[str, Any]], l
     """Per HDL run of one setting: HDL − base final test accuracy (same seed), and at each of the
     last ``last`` refreshes the accuracy and coverage of the labels training injected against the
     model's most confident pseudo-labels on as many samples and its thresholded coverage
-    (``hdl_refresh.jsonl``), then both accuracies class-balanced where the records have them.  "labels ≥ model": at every one of those refreshes injected accuracy >=
-    the model's at equal coverage and injected coverage >= the model's thresholded coverage; per
-    algorithm the same test on the means over its seeds.  [] when no HDL run has refresh records."""
+    (``hdl_refresh.jsonl``), then both accuracies class-balanced where the records have them.
+    "labels ≥ model": at every one of those refreshes injected accuracy >= the model's at equal
+    coverage and injected coverage >= the model's thresholded coverage; per algorithm the same test
+    on the means over its seeds.  [] when no HDL run has refresh records."""
     head = ["| algorithm | seed | HDL − base final | refreshes | injected acc | model acc @ equal injected | "
             "injected cov. | model thresholded cov. | labels ≥ model | injected balanced acc | "
             "model balanced acc @ equal injected |", "|---|" + "---|" * 10]

@@ -14,22 +14,11 @@ from typing import Any, Callable, Dict, Mapping
 import torch
 
 from hdl.bank import EmbeddingBank
+from hdl.labeling import balanced_accuracy_se
 from hdl.pool import LabelPool
 from hdl.refresh import Refresh
 
 HDL_STATE_VERSION = 2
-
-
-def balanced_accuracy(pred: torch.Tensor, truth: torch.Tensor) -> float:
-    """Mean over the classes present in ``truth`` of the share of their samples ``pred`` gets
-    right (class-balanced accuracy); nan when ``truth`` is empty."""
-    if len(truth) == 0:
-        return float("nan")
-    classes, inverse = torch.unique(truth, return_inverse=True)
-    hits = torch.zeros(len(classes), dtype=torch.float64, device=truth.device)
-    hits.scatter_add_(0, inverse, (pred == truth).double())
-    counts = torch.bincount(inverse, minlength=len(classes)).double()
-    return float((hits / counts).mean())
 
 
 @dataclass(frozen=True)
@@ -133,11 +122,11 @@ class RefreshDiagnostics:
         t_used = alg._train_y[used]
         if (t_used >= 0).any():
             out["hdl/injected_acc"] = float((labels[used][t_used >= 0] == t_used[t_used >= 0]).float().mean())
-            out["hdl/injected_balanced_acc"] = balanced_accuracy(labels[used][t_used >= 0], t_used[t_used >= 0])
+            out["hdl/injected_balanced_acc"] = balanced_accuracy_se(labels[used][t_used >= 0], t_used[t_used >= 0])[0]
         if len(cand) and len(used):
             top = torch.argsort(conf, descending=True)[: min(len(used), len(cand))]
             out["hdl/logit_acc_equal_injected"] = float((pred[top] == y[top]).float().mean())
-            out["hdl/logit_balanced_acc_equal_injected"] = balanced_accuracy(pred[top], y[top])
+            out["hdl/logit_balanced_acc_equal_injected"] = balanced_accuracy_se(pred[top], y[top])[0]
         return out
 
     def state_dict(self) -> Dict[str, torch.Tensor]:

@@ -93,7 +93,7 @@ class HDLSettings:
     blend_weight: float = 0.5
     blend_votes: str = "calibrated"
     blend_model: str = "ema"
-    blend_prior: str = "none"
+    blend_prior: str = "balanced"
 
     @property
     def k(self):
