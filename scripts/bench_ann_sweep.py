@@ -39,30 +39,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_scale as bs  # noqa: E402
 
 
-def _labels(x: np.ndarray, given: np.ndarray, num_classes: int, search):
-    """HDL labels (defaults) of the graph ``search(x, k + 1)`` returns (its own row dropped)."""
+def _drop_own(s, i):
+    """A (N, k + 1) self-search of all rows as the self-excluded (N, k) graph (torch tensors)."""
     import torch
     from hdl.knn import _drop_self
 
-    s, i = search(x, bs.K + 1)
     s, i = _drop_self(torch.from_numpy(np.asarray(s)), torch.from_numpy(np.asarray(i)).long(), bs.K)
-    s = torch.where(i >= 0, s, torch.full_like(s, float("-inf")))
-    lab, _, _ = bs.label(s.numpy(), i.numpy(), given, num_classes, x)
-    return lab
-
-
-def _with_self(sims: np.ndarray, idx: np.ndarray):
-    """A self-excluded (N, k) graph as a search of k + 1 columns with each row itself first."""
-    n = len(idx)
-    return (np.concatenate([np.ones((n, 1), sims.dtype), sims], axis=1),
-            np.concatenate([np.arange(n)[:, None], idx], axis=1))
+    return torch.where(i >= 0, s, torch.full_like(s, float("-inf"))), i
 
 
 def sweep(x: np.ndarray, queries: int, nprobes, hnsw_ms, efs, seed: int = 1, labels=None, cells_nprobes=()):
     """Rows (dicts) of the sweep on the L2-normalised float32 rows ``x``; ``labels`` (truth,
     given, num_classes) adds the label columns (module docstring)."""
     import faiss
-    from hdl.ann import _faiss_index, ivf_defaults
+    import torch
+    from hdl.ann import _faiss_index, cells_defaults, cells_graph, ivf_defaults
 
     n = len(x)
     rows = bs.query_rows(n, min(queries, n), seed)
@@ -76,11 +67,20 @@ def sweep(x: np.ndarray, queries: int, nprobes, hnsw_ms, efs, seed: int = 1, lab
     out = [{"index": "exact (flat)", "params": "", "build_s": 0.0, "search_s": exact_s, "recall": 1.0}]
     if labels is not None:
         truth, given, num_classes = labels
+
+        def graph_labels(graph_sims, graph_idx):  # HDL's defaults on a self-excluded (N, k) graph
+            return bs.label(graph_sims.numpy(), graph_idx.numpy(), given, num_classes, x)[0]
+
         flat = faiss.IndexFlatIP(x.shape[1])
         flat.add(x)
-        exact_labels = _labels(x, given, num_classes, flat.search)
+        exact_labels = graph_labels(*_drop_own(*flat.search(x, bs.K + 1)))
         del flat
         out[0].update(agreement=1.0, accuracy=bs._acc(exact_labels, truth, given))
+
+    def label_columns(graph_sims, graph_idx):
+        """Agreement with the exact graph's HDL labels and accuracy of the labels of a (N, k) graph."""
+        lab = graph_labels(graph_sims, graph_idx)
+        return {"agreement": bs.agreement(lab, exact_labels, given), "accuracy": bs._acc(lab, truth, given)}
 
     def timed_search(index):
         t0 = time.perf_counter()
@@ -88,14 +88,10 @@ def sweep(x: np.ndarray, queries: int, nprobes, hnsw_ms, efs, seed: int = 1, lab
         row = {"search_s": (time.perf_counter() - t0) * n / len(rows),
                "recall": bs.recall_at(bs._drop_self_np(qi, rows), ref)}
         if labels is not None:
-            lab = _labels(x, given, num_classes, index.search)
-            row.update(agreement=bs.agreement(lab, exact_labels, given), accuracy=bs._acc(lab, truth, given))
+            row.update(label_columns(*_drop_own(*index.search(x, bs.K + 1))))
         return row
 
     for nprobe in cells_nprobes:
-        import torch
-        from hdl.ann import cells_defaults, cells_graph
-
         c_nlist, c_nprobe = cells_defaults(n, None, int(nprobe))
         timings = {}
         t0 = time.perf_counter()
@@ -104,8 +100,7 @@ def sweep(x: np.ndarray, queries: int, nprobes, hnsw_ms, efs, seed: int = 1, lab
         row = {"index": "cells (ours)", "params": f"nlist {c_nlist}, nprobe {c_nprobe}", "build_s": timings["build"],
                "search_s": total - timings["build"], "recall": bs.recall_at(ci.numpy()[rows], ref)}
         if labels is not None:
-            lab = _labels(x, given, num_classes, lambda q, k: _with_self(cs.numpy(), ci.numpy()))
-            row.update(agreement=bs.agreement(lab, exact_labels, given), accuracy=bs._acc(lab, truth, given))
+            row.update(label_columns(cs, ci))
         out.append(row)
         del cs, ci
     nlist, _ = ivf_defaults(n)

@@ -55,6 +55,7 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     :data:`CONFIDENCES` on ``run_dir``'s pool."""
     from hdl.algorithms.run.runner import load_run
     from hdl.blend import balanced_probabilities, blend_distributions, calibrated_votes, neighbourhood_votes
+    from hdl.config_keys import KEYS
     from hdl.labeling import balanced_accuracy_se
     from hdl.refresh import refresh as refresh_labels
 
@@ -120,11 +121,11 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     out["train conf"] = float(p_train.max(1).values.mean())
     out["ema conf"] = float(p_ema.max(1).values.mean())
     out["algorithm"] = getattr(alg, "base_name", type(alg).__name__)
-    from hdl.config_keys import KEYS
-
-    prior = getattr(alg.hdl, "blend_prior", KEYS["hdl_blend_prior"].default)
-    if prior != KEYS["hdl_blend_prior"].default:  # runs of another blend prior: their own means
-        out["algorithm"] += f", hdl_blend_prior {prior}"
+    prior = alg.hdl.blend_prior
+    # runs of another blend prior than the default: their own means, marked in the run column
+    out["variant"] = "" if prior == KEYS["hdl_blend_prior"].default else f"hdl_blend_prior {prior}"
+    if out["variant"]:
+        out["algorithm"] += ", " + out["variant"]
     out["samples"] = int(known.sum())
     return out
 
@@ -142,8 +143,7 @@ def main(argv=None) -> int:
     groups = defaultdict(list)
     for run in args.runs:
         res = replay(run, args.weight, args.device)
-        res["run"] = os.path.basename(os.path.normpath(run)) + ("" if "," not in res["algorithm"] else
-                                                                  " (" + res["algorithm"].split(", ", 1)[1] + ")")
+        res["run"] = os.path.basename(os.path.normpath(run)) + (f" ({res['variant']})" if res["variant"] else "")
         groups[res["algorithm"]].append(res)
         lines.append(f"| {res['run']} | "
                      + " | ".join(f"{res[c]:.1f}" for c in COLUMNS)
