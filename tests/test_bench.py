@@ -390,3 +390,24 @@ def test_injected_table_compares_the_last_two_refreshes_with_the_model(tmp_path)
     text = "\n".join(bench_report.injected_lines(["fixmatch"], rows[:3]))
     assert "| fixmatch | 0 | +5.0 | 1000 / 1250 | 89.0 / 90.0 | 87.0 / 88.0 | 100.0 / 100.0 | 70.0 / 70.0 | yes | " \
            "– / 80.0 | – / 60.0 |" in text
+    assert "class-balanced" not in text.split("| – / 60.0 |")[1]  # the it-1000 record lacks them: no verdict
+    # both of the last two records have them: a class-balanced verdict on the same means; at it 1500 the
+    # plain accuracy holds (0.9 >= 0.88) and the class-balanced one does not (0.7 < 0.72)
+    with open(os.path.join(rows[2]["run_dir"], "hdl_refresh.jsonl"), "a") as f:
+        f.write(json.dumps({"it": 1500, "hdl/injected_acc": .9, "hdl/logit_acc_equal_injected": .88,
+                            "hdl/injected_coverage": 1., "hdl/logit_coverage": .7,
+                            "hdl/injected_balanced_acc": .7, "hdl/logit_balanced_acc_equal_injected": .72}) + "\n")
+    text = "\n".join(bench_report.injected_lines(["fixmatch"], rows[:3]))
+    assert "| 80.0 / 70.0 | 60.0 / 72.0 |" in text and "1 of 1 algorithms (fixmatch yes)" in text
+    assert "The same in class-balanced accuracy (algorithms whose runs all record it): 0 of 1 algorithms " \
+           "(fixmatch no)." in text
+    with open(os.path.join(rows[2]["run_dir"], "hdl_refresh.jsonl"), "a") as f:
+        f.write(json.dumps({"it": 1750, "hdl/injected_acc": .8, "hdl/logit_acc_equal_injected": .88,
+                            "hdl/injected_coverage": 1., "hdl/logit_coverage": .7,
+                            "hdl/injected_balanced_acc": .75, "hdl/logit_balanced_acc_equal_injected": .7}) + "\n")
+    with open(os.path.join(rows[2]["run_dir"], "hdl_refresh.jsonl"), "a") as f:
+        f.write(json.dumps({"it": 2000, "hdl/injected_acc": .8, "hdl/logit_acc_equal_injected": .88,
+                            "hdl/injected_coverage": 1., "hdl/logit_coverage": .7,
+                            "hdl/injected_balanced_acc": .75, "hdl/logit_balanced_acc_equal_injected": .75}) + "\n")
+    text = "\n".join(bench_report.injected_lines(["fixmatch"], rows[:3]))
+    assert "0 of 1 algorithms (fixmatch no)" in text and "1 of 1 algorithms (fixmatch yes)." in text

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 from collections import defaultdict
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -331,12 +331,14 @@ def injected_lines(algorithms: Sequence[str], srows: Sequence[Dict[str, Any]], l
     (``hdl_refresh.jsonl``), then both accuracies class-balanced where the records have them.
     "labels ≥ model": at every one of those refreshes injected accuracy >= the model's at equal
     coverage and injected coverage >= the model's thresholded coverage; per algorithm the same test
-    on the means over its seeds.  [] when no HDL run has refresh records."""
+    on the means over its seeds, then again with the class-balanced accuracies for the algorithms
+    whose records all have them.  [] when no HDL run has refresh records."""
     head = ["| algorithm | seed | HDL − base final | refreshes | injected acc | model acc @ equal injected | "
             "injected cov. | model thresholded cov. | labels ≥ model | injected balanced acc | "
             "model balanced acc @ equal injected |", "|---|" + "---|" * 10]
     body: List[str] = []
     verdicts: List[str] = []
+    balanced: List[str] = []  # class-balanced verdicts, for the algorithms whose records all have them
     for alg in algorithms:
         ar = [r for r in srows if r["algorithm"] == alg]
         base = {r["seed"]: r for r in ar if r["arm"] == "base"}
@@ -346,33 +348,45 @@ def injected_lines(algorithms: Sequence[str], srows: Sequence[Dict[str, Any]], l
             if not recs:
                 continue
             q = {k: [rec.get(f"hdl/{k}") for rec in recs] for k in
-                 ("injected_acc", "logit_acc_equal_injected", "injected_coverage", "logit_coverage")}
+                 ("injected_acc", "logit_acc_equal_injected", "injected_coverage", "logit_coverage") + _BALANCED}
             per_seed.append(q)
             b = base.get(r["seed"])
             diff = (r["test_acc_final"] - b["test_acc_final"]) if b and b.get("test_acc_final") is not None \
                 and r.get("test_acc_final") is not None else None
             body.append(" | ".join([f"| {alg}", str(r["seed"]), "–" if diff is None else f"{100 * diff:+.1f}",
                                     " / ".join(str(rec["it"]) for rec in recs)]
-                                   + [" / ".join(_pct(v) for v in q[k]) for k in q]
+                                   + [" / ".join(_pct(v) for v in q[k]) for k in q if k not in _BALANCED]
                                    + ["yes" if _labels_hold(q) else "no"]
-                                   + [" / ".join(_pct(rec.get(f"hdl/{k}")) for rec in recs)
-                                      for k in ("injected_balanced_acc", "logit_balanced_acc_equal_injected")]) + " |")
+                                   + [" / ".join(_pct(v) for v in q[k]) for k in _BALANCED]) + " |")
         if per_seed:
             mean = {k: [float(np.mean([s[k][i] if s[k][i] is not None else np.nan for s in per_seed]))
                         for i in range(min(len(s[k]) for s in per_seed))] for k in per_seed[0]}
             verdicts.append(f"{alg} {'yes' if _labels_hold(mean) else 'no'}")
+            if all(v is not None for s in per_seed for k in _BALANCED for v in s[k]):
+                balanced.append(f"{alg} {'yes' if _labels_hold(mean, _BALANCED) else 'no'}")
     if not body:
         return []
     held = sum(v.endswith("yes") for v in verdicts)
-    return (["What training injected at the last refreshes (per HDL run; values at each refresh, "
-             "separated by /):", ""] + head + body +
-            ["", f"Labels at least as accurate as the model's at equal coverage, with at least its thresholded "
+    lines = ["What training injected at the last refreshes (per HDL run; values at each refresh, "
+             "separated by /):", ""] + head + body + \
+        ["", f"Labels at least as accurate as the model's at equal coverage, with at least its thresholded "
              f"coverage, at each of the last {last} refreshes (means over seeds): {held} of {len(verdicts)} "
-             f"algorithms ({', '.join(verdicts)}).", ""])
+             f"algorithms ({', '.join(verdicts)})."]
+    if balanced:
+        lines += ["", f"The same in class-balanced accuracy (algorithms whose runs all record it): "
+                      f"{sum(v.endswith('yes') for v in balanced)} of {len(balanced)} algorithms "
+                      f"({', '.join(balanced)})."]
+    return lines + [""]
 
 
-def _labels_hold(q: Dict[str, List[Optional[float]]]) -> bool:
-    vals = list(zip(q["injected_acc"], q["logit_acc_equal_injected"], q["injected_coverage"], q["logit_coverage"]))
+_BALANCED = ("injected_balanced_acc", "logit_balanced_acc_equal_injected")
+
+
+def _labels_hold(q: Dict[str, List[Optional[float]]],
+                 acc: Tuple[str, str] = ("injected_acc", "logit_acc_equal_injected")) -> bool:
+    """At every refresh of ``q``: injected ``acc[0]`` >= the model's ``acc[1]`` on as many samples
+    and injected coverage >= the model's thresholded coverage (a missing or NaN figure fails)."""
+    vals = list(zip(q[acc[0]], q[acc[1]], q["injected_coverage"], q["logit_coverage"]))
     return bool(vals) and all(None not in v and np.isfinite(v).all() and v[0] >= v[1] and v[2] >= v[3]
                               for v in vals)
 
