@@ -181,3 +181,29 @@ def test_stop_and_resume_imbalance_and_semantic_algorithms(algorithm, over, tmp_
     assert all(canon(losses[it]) == canon(ref_losses[it]) for it in losses)
     assert_bit_identical(final_checkpoint(ref), final_checkpoint(alg))
     assert canon(alg.results_dict) == canon(ref.results_dict)
+
+
+def test_load_run_does_not_warn_about_a_continuation(tmp_path, caplog):
+    """A run loaded to be read (load_run: evaluation, the bench's per-class plot) with another thread
+    count than it was saved with logs no 'resume: ... thread(s)' warning; resuming training does."""
+    import logging
+
+    from tests.test_hdl_wrapper import make_args as wrapper_args
+
+    args = wrapper_args("fixmatch", tmp_path, "run", algorithm="fixmatch", num_train_iter=2, num_eval_iter=2)
+    runner.train(args, progress=False)
+    run_dir = os.path.join(str(tmp_path), "run")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        with caplog.at_level(logging.WARNING):
+            runner.load_run(run_dir, "latest", "cpu")
+        assert not [r for r in caplog.records if "thread(s)" in r.getMessage()]
+        args = wrapper_args("fixmatch", tmp_path, "run", algorithm="fixmatch", num_train_iter=4, num_eval_iter=2,
+                         resume=True, load_path=os.path.join(run_dir, "latest_model.pth"))
+        with caplog.at_level(logging.WARNING):
+            runner.train(args, progress=False)
+        assert [r for r in caplog.records if "written with 1 thread(s)" in r.getMessage() or
+                f"written with {threads} thread(s)" in r.getMessage()]
+    finally:
+        torch.set_num_threads(threads)

@@ -409,6 +409,7 @@ def load_run(run_dir: str, checkpoint: str = "best", device: Optional[str] = Non
         cfg.pop(k, None)
     args = resolve_config(cfg, list(name2alg.keys()))
     alg = build_algorithm(args, logger=None, tb=False)
+    alg.warn_on_resume = False  # loaded to be read, not continued: no warning about the continuation
     alg.load_model(ckpt)
     return alg
 

@@ -238,6 +238,9 @@ class DeviceMixin:
     base algorithm (it decides which views USB's datasets return)."""
 
     base_name: str = ""
+    # the warnings of load_model about a continuation that will not be bit-identical (other thread
+    # count, process count, data workers); off where a checkpoint is loaded only to be evaluated
+    warn_on_resume: bool = True
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
         self.settings = RunSettings.from_args(args, base_name=self.base_name)
@@ -532,7 +535,7 @@ class DeviceMixin:
             self._epoch_batches = batches
             self._resume_point = {"epoch": epoch, "batches": batches, "rng": checkpoint["rng"]}
             saved_world = int(checkpoint.get("world_size", 1))
-            if saved_world != self.procs.world_size:
+            if saved_world != self.procs.world_size and self.warn_on_resume:
                 log.warning("resume: the checkpoint was written by %d process(es), this run has %d; the model, "
                             "optimizer and HDL state continue, but the data order and random states differ from an "
                             "uninterrupted run", saved_world, self.procs.world_size)
@@ -540,11 +543,11 @@ class DeviceMixin:
                 ranks = checkpoint["rng_ranks"]
                 self._resume_point.update(rng=ranks[self.procs.rank], rng_ranks=ranks)
             saved_threads = checkpoint.get("threads")
-            if saved_threads is not None and saved_threads != torch.get_num_threads():
+            if saved_threads is not None and saved_threads != torch.get_num_threads() and self.warn_on_resume:
                 log.warning("resume: the checkpoint was written with %d thread(s), this process uses %d; the "
                             "continued run will not be bit-identical to an uninterrupted one", saved_threads,
                             torch.get_num_threads())
-            if getattr(self.args, "num_workers", 0):
+            if getattr(self.args, "num_workers", 0) and self.warn_on_resume:
                 log.warning("resume: num_workers=%d; the workers' augmentation random states are not saved, so the "
                             "continued run will not be bit-identical to an uninterrupted one (use num_workers: 0)",
                             self.args.num_workers)
