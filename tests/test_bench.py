@@ -382,32 +382,28 @@ def test_injected_table_compares_the_last_two_refreshes_with_the_model(tmp_path)
     assert "| freematch | 0 | – |" in text and text.count("| no |") == 2
     assert "1 of 2 algorithms (fixmatch yes, freematch no)" in text
     assert bench_report.injected_lines(["fixmatch"], rows[:2]) == []
+    def append(it, acc, balanced, model_balanced):  # a record of seed 0 (model 0.88, coverage 1 against 0.7)
+        with open(os.path.join(rows[2]["run_dir"], "hdl_refresh.jsonl"), "a") as f:
+            f.write(json.dumps({"it": it, "hdl/injected_acc": acc, "hdl/logit_acc_equal_injected": .88,
+                                "hdl/injected_coverage": 1., "hdl/logit_coverage": .7,
+                                "hdl/injected_balanced_acc": balanced,
+                                "hdl/logit_balanced_acc_equal_injected": model_balanced}) + "\n")
+
     # records with the class-balanced figures: shown after the verdict, "–" where a record lacks them
-    with open(os.path.join(rows[2]["run_dir"], "hdl_refresh.jsonl"), "a") as f:
-        f.write(json.dumps({"it": 1250, "hdl/injected_acc": .9, "hdl/logit_acc_equal_injected": .88,
-                            "hdl/injected_coverage": 1., "hdl/logit_coverage": .7,
-                            "hdl/injected_balanced_acc": .8, "hdl/logit_balanced_acc_equal_injected": .6}) + "\n")
+    append(1250, .9, .8, .6)
     text = "\n".join(bench_report.injected_lines(["fixmatch"], rows[:3]))
     assert "| fixmatch | 0 | +5.0 | 1000 / 1250 | 89.0 / 90.0 | 87.0 / 88.0 | 100.0 / 100.0 | 70.0 / 70.0 | yes | " \
            "– / 80.0 | – / 60.0 |" in text
     assert "class-balanced" not in text.split("| – / 60.0 |")[1]  # the it-1000 record lacks them: no verdict
     # both of the last two records have them: a class-balanced verdict on the same means; at it 1500 the
     # plain accuracy holds (0.9 >= 0.88) and the class-balanced one does not (0.7 < 0.72)
-    with open(os.path.join(rows[2]["run_dir"], "hdl_refresh.jsonl"), "a") as f:
-        f.write(json.dumps({"it": 1500, "hdl/injected_acc": .9, "hdl/logit_acc_equal_injected": .88,
-                            "hdl/injected_coverage": 1., "hdl/logit_coverage": .7,
-                            "hdl/injected_balanced_acc": .7, "hdl/logit_balanced_acc_equal_injected": .72}) + "\n")
+    append(1500, .9, .7, .72)
     text = "\n".join(bench_report.injected_lines(["fixmatch"], rows[:3]))
     assert "| 80.0 / 70.0 | 60.0 / 72.0 |" in text and "1 of 1 algorithms (fixmatch yes)" in text
     assert "The same in class-balanced accuracy (algorithms whose runs all record it): 0 of 1 algorithms " \
            "(fixmatch no)." in text
-    with open(os.path.join(rows[2]["run_dir"], "hdl_refresh.jsonl"), "a") as f:
-        f.write(json.dumps({"it": 1750, "hdl/injected_acc": .8, "hdl/logit_acc_equal_injected": .88,
-                            "hdl/injected_coverage": 1., "hdl/logit_coverage": .7,
-                            "hdl/injected_balanced_acc": .75, "hdl/logit_balanced_acc_equal_injected": .7}) + "\n")
-    with open(os.path.join(rows[2]["run_dir"], "hdl_refresh.jsonl"), "a") as f:
-        f.write(json.dumps({"it": 2000, "hdl/injected_acc": .8, "hdl/logit_acc_equal_injected": .88,
-                            "hdl/injected_coverage": 1., "hdl/logit_coverage": .7,
-                            "hdl/injected_balanced_acc": .75, "hdl/logit_balanced_acc_equal_injected": .75}) + "\n")
+    # the other way round: plain accuracy behind (0.8 < 0.88), class-balanced ahead or level
+    append(1750, .8, .75, .7)
+    append(2000, .8, .75, .75)
     text = "\n".join(bench_report.injected_lines(["fixmatch"], rows[:3]))
     assert "0 of 1 algorithms (fixmatch no)" in text and "1 of 1 algorithms (fixmatch yes)." in text
