@@ -39,7 +39,7 @@ HDL_USES = ("target", "pool")
 HDL_EMBEDS = ("bank", "ema_pass")
 HDL_INJECTS = ("all", "confident", "calibrated", "blend")
 HDL_BLEND_VOTES = ("calibrated", "raw")
-HDL_BLEND_MODELS = ("ema", "train")
+HDL_BLEND_MODELS = ("ema", "ema_graph", "train")
 HDL_BLEND_PRIORS = ("none", "balanced")
 SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
 SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
@@ -133,7 +133,9 @@ def _declared() -> Dict[str, Key]:
             "confidence on HDL's label and spreads the rest over the other voted classes; raw: the vote shares"),
         Key("hdl_blend_model", "hdl", "ema", lambda v: v in HDL_BLEND_MODELS, f"one of {list(HDL_BLEND_MODELS)}",
             "hdl_inject blend: the model probabilities blended: ema: the EMA model's head on the refresh's own "
-            "EMA embedding of every sample (needs hdl_embed ema_pass, else train); train: the training model's "
+            "EMA embedding of every sample (needs hdl_embed ema_pass, else train); ema_graph: those probabilities "
+            "averaged over the sample's graph neighbourhood (hdl.blend.neighbourhood_mean; needs ema_pass, else "
+            "train); train: the training model's "
             "head on each sample's latest weak-view features from the train steps"),
         Key("hdl_blend_prior", "hdl", "balanced", lambda v: v in HDL_BLEND_PRIORS, f"one of {list(HDL_BLEND_PRIORS)}",
             "hdl_inject blend: none: the model's probabilities as they are; balanced: divided by their mean over "

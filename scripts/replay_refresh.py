@@ -20,7 +20,8 @@ model, and the accuracy on the unlabeled pool samples (those a train step has se
   largest probability (each source weighted by its own confidence on the sample);
 * ``ema~graph``: the EMA head's probabilities averaged over each sample's closed neighbourhood in
   the refresh's graph (the sample and its first ``chosen k`` neighbours, cosine weights
-  max(sim, 0), the neighbourhood of the votes): the model's predictions smoothed by the graph;
+  max(sim, 0), the neighbourhood of the votes; ``hdl.blend.neighbourhood_mean``, what
+  ``hdl_blend_model: ema_graph`` blends): the model's predictions smoothed by the graph;
 * ``ema/prior`` and ``cal/ema/prior``: the EMA head's probabilities divided by their own mean
   over the pool (the model's estimate of the class shares; a balanced posterior, as logit
   adjustment makes one), alone and blended at ``--weight`` with the calibrated votes;
@@ -54,7 +55,8 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     """Accuracies (%) of the :data:`COLUMNS` (class-balanced: ``"bal " + column``) and mean
     :data:`CONFIDENCES` on ``run_dir``'s pool."""
     from hdl.algorithms.run.runner import load_run
-    from hdl.blend import balanced_probabilities, blend_distributions, calibrated_votes, neighbourhood_votes
+    from hdl.blend import (balanced_probabilities, blend_distributions, calibrated_votes, neighbourhood_mean,
+                           neighbourhood_votes)
     from hdl.config_keys import KEYS
     from hdl.labeling import balanced_accuracy_se
     from hdl.refresh import refresh as refresh_labels
@@ -97,11 +99,8 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     if conf is not None:
         c_v, c_m = conf[rows].cpu().float(), p_ema.max(1).values
         preds["cal/ema conf-w"] = blend_distributions(cal, p_ema, c_v / (c_v + c_m).clamp(min=1e-30)).argmax(1)
-    kk = max(1, int(r.result.chosen_k))
-    nb = r.graph_idx[rows, :kk].cpu()
-    w = torch.where(nb >= 0, r.graph_sims[rows, :kk].cpu().float().clamp(min=0), 0.0)
-    smooth = p_ema + (w[:, :, None] * p_all[nb.clamp(min=0)]).sum(1)
-    preds["ema~graph"] = smooth.argmax(1)
+    preds["ema~graph"] = neighbourhood_mean(r.graph_sims.cpu(), r.graph_idx.cpu(), p_all,
+                                            max(1, int(r.result.chosen_k)), rows.cpu()).argmax(1)
     adjusted = balanced_probabilities(p_ema)  # as hdl_blend_prior: balanced
     preds["ema/prior"] = adjusted.argmax(1)
     preds["cal/ema/prior"] = blend_distributions(cal, adjusted, weight).argmax(1)

@@ -99,3 +99,26 @@ def test_balanced_probabilities_on_paper():
     with pytest.raises(ValueError, match="probs must"):
         balanced_probabilities(torch.tensor([[.5, float("nan")]]))
 
+
+
+def test_neighbourhood_mean_on_paper():
+    from hdl.blend import neighbourhood_mean
+
+    # the graph of the votes test; per row a distribution over 2 classes
+    sims = torch.tensor([[.9, .5], [.8, .6], [.7, .2], [.5, -.3]])
+    idx = torch.tensor([[1, 2], [0, 2], [1, 0], [2, -1]])
+    probs = torch.tensor([[1., 0.], [.2, .8], [.6, .4], [0., 1.]])
+    m1 = neighbourhood_mean(sims, idx, probs, 1, torch.tensor([1, 3]))
+    # k = 1, row 1: (.2, .8) + .8 * (1, 0) = (1.0, .8), over 1.8; row 3: (0, 1) + .5 * (.6, .4) = (.3, 1.2), over 1.5
+    assert torch.allclose(m1, torch.tensor([[1.0 / 1.8, .8 / 1.8], [.2, .8]]))
+    # k = 2 (and 5, clamped): row 1 adds .6 * (.6, .4) -> (1.36, 1.04) / 2.4; row 3's -1 neighbour
+    # and its negative similarity weigh 0
+    m2 = neighbourhood_mean(sims, idx, probs, 5, torch.tensor([1, 3]))
+    assert torch.allclose(m2, torch.tensor([[1.36 / 2.4, 1.04 / 2.4], [.2, .8]]))
+    assert torch.allclose(m2.sum(1), torch.ones(2))
+    # row 1's own argmax is class 1; its neighbourhood (1.36 against 1.04) turns it to class 0
+    assert m2.argmax(1).tolist() == [0, 1] and probs[[1, 3]].argmax(1).tolist() == [1, 1]
+    with pytest.raises(ValueError, match="probs must have shape"):
+        neighbourhood_mean(sims, idx, probs[:3], 1, torch.tensor([0]))
+    with pytest.raises(ValueError, match="k must be"):
+        neighbourhood_mean(sims, idx, probs, 0, torch.tensor([0]))

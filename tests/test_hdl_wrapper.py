@@ -515,3 +515,39 @@ def test_blend_with_the_balanced_ema_model_at_weight_0(tmp_path):
     conf, pred = adjusted.max(dim=1)
     assert torch.equal(a.pool.labels[pool_ids], pred)
     assert torch.allclose(a.pool.agreement[pool_ids], conf, atol=1e-5)
+
+
+def test_blend_with_the_graph_smoothed_ema_model_at_weight_0(tmp_path, monkeypatch):
+    """hdl_blend_model ema_graph, weight 0, prior none: every refreshed pool label is the argmax of
+    hdl.blend.neighbourhood_mean over the refresh's graph of the EMA head's probabilities of every
+    graph row, and those probabilities equal the EMA model applied again to a fresh embedding."""
+    from hdl import blend
+    from hdl.algorithms.usb import hdl_wrapper
+    from hdl.algorithms.usb.embedding import embed_training_set
+
+    calls = []
+
+    def recording(graph_sims, graph_idx, probs, k, rows):
+        out = blend.neighbourhood_mean(graph_sims, graph_idx, probs, k, rows)
+        calls.append((probs.clone(), rows.clone(), out.clone(), k))
+        return out
+
+    monkeypatch.setattr(hdl_wrapper, "neighbourhood_mean", recording)
+    args = make_args("fixmatch", tmp_path, "blendgraph", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=4,
+                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0, hdl_blend_model="ema_graph",
+                     hdl_blend_prior="none")
+    a = runner.build_algorithm(args, tb=False)
+    a.train()
+    assert len(calls) == 1
+    probs, rows, out, k = calls[0]
+    ids = a.refresh_inputs()[0]  # the refresh's samples in graph order (the bank is unchanged since)
+    assert probs.shape[0] == len(ids) and k >= 1 and len(rows) > 0
+    index, feats = embed_training_set(a)
+    pos = torch.full_like(a.pool.labels, -1)
+    pos[torch.as_tensor(index)] = torch.arange(len(index))
+    with torch.no_grad():
+        fresh = torch.softmax(a.ema_model(feats[pos[ids]], only_fc=True), dim=-1)
+    assert torch.allclose(probs, fresh, atol=1e-5)
+    conf, pred = out.max(dim=1)
+    assert torch.equal(a.pool.labels[ids[rows]], pred)
+    assert torch.allclose(a.pool.agreement[ids[rows]], conf, atol=1e-6)

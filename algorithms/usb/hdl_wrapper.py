@@ -52,7 +52,8 @@ from semilearn.core.utils import ALGORITHMS
 
 from hdl import config_keys
 from hdl.bank import DTYPES as BANK_DTYPES
-from hdl.blend import balanced_probabilities, blend_distributions, calibrated_votes, neighbourhood_votes
+from hdl.blend import (balanced_probabilities, blend_distributions, calibrated_votes, neighbourhood_mean,
+                       neighbourhood_votes)
 from hdl.knn import resolve_backend
 from hdl.refresh import refresh as refresh_labels
 
@@ -331,7 +332,7 @@ class HDLMixin:
         dropped = None
         changed = None
         if self.hdl.inject == "blend":
-            changed = self._blend_with_model(pool_ids, r)
+            changed = self._blend_with_model(pool_ids, r, ids)
         elif self.hdl.inject != "all" and res.confidence is not None:
             pool_ids, dropped = self._drop_less_reliable(pool_ids, res.confidence[r.new])
         self._pool_nonempty = self.pool.nonempty
@@ -368,14 +369,17 @@ class HDLMixin:
         return stats
 
     @torch.no_grad()
-    def _blend_with_model(self, pool_ids: torch.Tensor, r) -> int:
+    def _blend_with_model(self, pool_ids: torch.Tensor, r, ids: Optional[torch.Tensor] = None) -> int:
         """``hdl_inject: blend``: every pool label becomes the argmax of ``w * v + (1 - w) * p``
         (:mod:`hdl.blend`), ``v`` the label distribution of the sample's closed neighbourhood (itself
         and its first ``chosen_k`` graph neighbours, given and HDL labels, cosine weights), ``p`` the
         model's probabilities, ``w = hdl_blend_weight``; its agreement becomes the blend's winning
         score.  ``p`` (``hdl_blend_model``): ``ema`` (with ``hdl_embed: ema_pass``) the EMA model's
         head on this refresh's EMA embedding of the sample (:meth:`_ema_probabilities`: clean view,
-        the model USB evaluates); ``train`` (and with ``hdl_embed: bank``) the training model's head
+        the model USB evaluates); ``ema_graph`` (with ``hdl_embed: ema_pass``) those probabilities of
+        every graph row (``ids``, the refresh's samples in graph order) averaged over the sample's
+        closed neighbourhood, the neighbourhood of ``v`` (:func:`hdl.blend.neighbourhood_mean`);
+        ``train`` (and with ``hdl_embed: bank``) the training model's head
         on the sample's latest weak-view features from the train steps, where samples no step has
         seen keep HDL's label.  With ``hdl_blend_votes: calibrated`` (and a labeling that
         calibrated its confidence) ``v`` is :func:`hdl.blend.calibrated_votes`: the labeler's
@@ -391,7 +395,14 @@ class HDLMixin:
         if self.hdl.blend_votes == "calibrated" and conf is not None:
             dev = votes.device
             votes = calibrated_votes(votes, r.result.labels.to(dev)[rows.to(dev)], conf.to(dev)[rows.to(dev)])
-        if self.hdl.blend_model == "ema" and self._ema_norms is not None:
+        if self.hdl.blend_model == "ema_graph" and self._ema_norms is not None:
+            if ids is None:
+                raise ValueError("hdl_blend_model ema_graph: the refresh's sample indices (ids) are needed")
+            dev = r.graph_idx.device
+            probs = neighbourhood_mean(r.graph_sims, r.graph_idx, self._ema_probabilities(ids).to(dev),
+                                       max(1, int(r.result.chosen_k)), rows.to(dev)).to(votes.device)
+            seen = torch.ones(len(pool_ids), dtype=torch.bool, device=pool_ids.device)
+        elif self.hdl.blend_model == "ema" and self._ema_norms is not None:
             probs = self._ema_probabilities(pool_ids).to(votes.device)
             seen = torch.ones(len(pool_ids), dtype=torch.bool, device=pool_ids.device)
         else:
