@@ -25,7 +25,9 @@ over the graph: for each of ``rows``, the cosine-weighted (max(sim, 0)) mean of 
 the neighbourhood of :func:`neighbourhood_votes`).  ``hdl_blend_model: ema_graph`` blends these
 (the EMA head's probabilities of every graph row, smoothed); replayed on the Fashion-MNIST LT-100
 runs they were the most accurate pool labels of all the columns (``scripts/replay_refresh.py``,
-``ema~graph``), and the most head-biased but one.
+``ema~graph``), and the most head-biased but one.  Not the default: in training on that grid
+(with ``hdl_blend_prior: none``) the test accuracy was level with the unadjusted ``ema`` blend
+and below the default on all 12 runs (``results/inject_rule/fmnist_lt100_ema_graph_none``).
 
 ``balanced_probabilities(probs)`` divides a model's probabilities by their mean over the rows
 (the model's own estimate of the class shares) and renormalises each row: the posterior the model
