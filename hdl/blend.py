@@ -51,9 +51,24 @@ and every process of a multi-process run computes the same pool.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Tuple, Union
 
 import torch
+
+
+def _neighbours(graph_sims: torch.Tensor, graph_idx: torch.Tensor, k: int,
+                rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` (>= 1, clamped to K) graph neighbours of ``rows`` (int64 (R, k), -1 =
+    missing) and their weights max(sim, 0) (float32 (R, k), 0 for a missing one), after checking
+    that ``graph_sims`` / ``graph_idx`` are both (M, K)."""
+    if graph_sims.shape != graph_idx.shape or graph_idx.dim() != 2:
+        raise ValueError(f"graph_sims and graph_idx must both have shape (M, K), got {tuple(graph_sims.shape)} "
+                         f"and {tuple(graph_idx.shape)}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    k = min(k, graph_idx.shape[1])
+    nb = graph_idx[rows, :k]
+    return nb, torch.where(nb >= 0, graph_sims[rows, :k].float().clamp(min=0), 0.0)
 
 
 def neighbourhood_votes(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor,
@@ -62,17 +77,11 @@ def neighbourhood_votes(graph_sims: torch.Tensor, graph_idx: torch.Tensor, label
     ``graph_sims`` float (M, K) / ``graph_idx`` int64 (M, K) the kNN graph (self excluded, -1 =
     missing), ``labels`` int64 (M,) in [-1, C) (-1: no label, no vote), ``k`` >= 1 the columns
     used (clamped to K)."""
-    if graph_sims.shape != graph_idx.shape or graph_idx.dim() != 2:
-        raise ValueError(f"graph_sims and graph_idx must both have shape (M, K), got {tuple(graph_sims.shape)} "
-                         f"and {tuple(graph_idx.shape)}")
     if labels.shape != (graph_idx.shape[0],):
         raise ValueError(f"labels must have shape ({graph_idx.shape[0]},), got {tuple(labels.shape)}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
-    k = min(k, graph_idx.shape[1])
-    nb = graph_idx[rows, :k]
+    nb, w = _neighbours(graph_sims, graph_idx, k, rows)
     nl = torch.where(nb >= 0, labels[nb.clamp(min=0)], -1)
-    w = torch.where(nl >= 0, graph_sims[rows, :k].float().clamp(min=0), 0.0)
+    w = torch.where(nl >= 0, w, 0.0)
     own = labels[rows]
     nl = torch.cat([own[:, None], nl], dim=1)
     w = torch.cat([(own >= 0).float()[:, None], w], dim=1)
@@ -86,17 +95,10 @@ def neighbourhood_mean(graph_sims: torch.Tensor, graph_idx: torch.Tensor, probs:
     (weight 1) plus the rows of ``probs`` (float (M, C) >= 0, one per graph row) of its first ``k``
     graph neighbours weighted by max(sim, 0) (-1 = missing, weight 0), divided by the total weight;
     ``graph_sims`` / ``graph_idx`` float / int64 (M, K), ``k`` >= 1 clamped to K."""
-    if graph_sims.shape != graph_idx.shape or graph_idx.dim() != 2:
-        raise ValueError(f"graph_sims and graph_idx must both have shape (M, K), got {tuple(graph_sims.shape)} "
-                         f"and {tuple(graph_idx.shape)}")
     if probs.dim() != 2 or probs.shape[0] != graph_idx.shape[0]:
         raise ValueError(f"probs must have shape ({graph_idx.shape[0]}, C), got {tuple(probs.shape)}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
-    k = min(k, graph_idx.shape[1])
+    nb, w = _neighbours(graph_sims, graph_idx, k, rows)
     p = probs.float()
-    nb = graph_idx[rows, :k]
-    w = torch.where(nb >= 0, graph_sims[rows, :k].float().clamp(min=0), 0.0)
     total = p[rows] + (w[:, :, None] * p[nb.clamp(min=0)]).sum(dim=1)
     return total / (1.0 + w.sum(dim=1, keepdim=True))
 

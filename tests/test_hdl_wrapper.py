@@ -429,7 +429,7 @@ def test_blend_injection_on_paper(tmp_path, blend_votes):
     with torch.no_grad():
         a.model.classifier.weight.zero_()
         a.model.classifier.weight[:, :10] = torch.eye(10)
-    changed = a._blend_with_model(pool_ids, r)
+    changed = a._blend_with_model(pool_ids, r, ids)
     # row 1: neighbourhood votes (k = 1) class 0: .8 (row 0), class 1: 1 (itself) -> (4/9, 5/9);
     #   blend .5 * 4/9 + .5 * .9 = .6722 for class 0 against .5 * 5/9 + .5 * .1/9 = .2833 -> class 0
     # row 2: votes class 1: 1 + .7 (row 1's HDL label) -> (0, 1); .5 * 1 + .5 * .8 = .9 -> class 1

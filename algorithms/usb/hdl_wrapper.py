@@ -369,7 +369,7 @@ class HDLMixin:
         return stats
 
     @torch.no_grad()
-    def _blend_with_model(self, pool_ids: torch.Tensor, r, ids: Optional[torch.Tensor] = None) -> int:
+    def _blend_with_model(self, pool_ids: torch.Tensor, r, ids: torch.Tensor) -> int:
         """``hdl_inject: blend``: every pool label becomes the argmax of ``w * v + (1 - w) * p``
         (:mod:`hdl.blend`), ``v`` the label distribution of the sample's closed neighbourhood (itself
         and its first ``chosen_k`` graph neighbours, given and HDL labels, cosine weights), ``p`` the
@@ -396,8 +396,6 @@ class HDLMixin:
             dev = votes.device
             votes = calibrated_votes(votes, r.result.labels.to(dev)[rows.to(dev)], conf.to(dev)[rows.to(dev)])
         if self.hdl.blend_model == "ema_graph" and self._ema_norms is not None:
-            if ids is None:
-                raise ValueError("hdl_blend_model ema_graph: the refresh's sample indices (ids) are needed")
             dev = r.graph_idx.device
             probs = neighbourhood_mean(r.graph_sims, r.graph_idx, self._ema_probabilities(ids).to(dev),
                                        max(1, int(r.result.chosen_k)), rows.to(dev)).to(votes.device)
