@@ -535,10 +535,11 @@ class DeviceMixin:
             self._epoch_batches = batches
             self._resume_point = {"epoch": epoch, "batches": batches, "rng": checkpoint["rng"]}
             saved_world = int(checkpoint.get("world_size", 1))
-            if saved_world != self.procs.world_size and self.warn_on_resume:
-                log.warning("resume: the checkpoint was written by %d process(es), this run has %d; the model, "
-                            "optimizer and HDL state continue, but the data order and random states differ from an "
-                            "uninterrupted run", saved_world, self.procs.world_size)
+            if saved_world != self.procs.world_size:
+                if self.warn_on_resume:
+                    log.warning("resume: the checkpoint was written by %d process(es), this run has %d; the model, "
+                                "optimizer and HDL state continue, but the data order and random states differ from "
+                                "an uninterrupted run", saved_world, self.procs.world_size)
             elif checkpoint.get("rng_ranks") is not None:  # each process continues from its own states
                 ranks = checkpoint["rng_ranks"]
                 self._resume_point.update(rng=ranks[self.procs.rank], rng_ranks=ranks)
