@@ -43,6 +43,16 @@ where it loses: the plain accuracy of the pool labels on long-tailed data drops 
 move to tail classes), and on data whose test set is as long-tailed as its training set the
 unadjusted model (``none``) is the better side.
 
+``class_log_prior(labels, num_classes)`` is the log of the class shares of a set of labels with one
+pseudo-count per class (Laplace): with ``hdl_loss_prior: adjusted`` the unlabeled consistency losses
+of the base see the logits plus the log prior of the injected pool labels, the logit-adjusted loss
+of Menon et al. (ICLR 2021) that long-tailed SSL methods apply to the unlabeled loss with an
+estimated unlabeled class distribution (ACR, CVPR 2023): the labels can then follow the pool's
+class distribution (the plain-accurate ones on long-tailed data) while the raw logits the model is
+evaluated with learn the class-balanced posterior.  The blend then takes the model's probabilities
+as that loss trained them, ``softmax(z + log prior)`` with the prior in force since the previous
+refresh (:func:`prior_probabilities`).
+
 *Ours* (not from the HDL paper; after DASO): the blend runs once per refresh on the pool, with one
 fixed weight (0.5: neither source is trusted more a priori; no label is available to tune it), not
 per step with DASO's class-distribution-aware weight, so the train step stays free of host reads
@@ -164,3 +174,27 @@ def balanced_probabilities(probs: torch.Tensor) -> torch.Tensor:
     share = p.mean(dim=0)
     out = torch.where(share > 0, p / share.clamp(min=1e-30), torch.zeros_like(p))
     return out / out.sum(dim=1, keepdim=True).clamp(min=1e-30)
+
+
+def class_log_prior(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Float32 (C,): ``log((n_c + 1) / (n + C))``, ``n_c`` the count of class ``c`` among
+    ``labels`` (int64, any shape; entries < 0 are ignored), ``n`` their total."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    lab = labels.flatten()
+    lab = lab[lab >= 0]
+    if len(lab) and int(lab.max()) >= num_classes:
+        raise ValueError(f"labels must lie in [-1, {num_classes}), got {int(lab.max())}")
+    counts = torch.bincount(lab, minlength=num_classes).float() + 1.0
+    return (counts / counts.sum()).log()
+
+
+def prior_probabilities(probs: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
+    """Float32 (N, C): each row of ``probs`` (N, C) >= 0 times ``exp(log_prior)`` (C,),
+    renormalised to sum 1 (a row without mass stays 0): ``softmax(z + log_prior)`` for
+    ``probs = softmax(z)``."""
+    if probs.dim() != 2 or log_prior.shape != (probs.shape[1],):
+        raise ValueError(f"probs must have shape (N, C) and log_prior (C,), got {tuple(probs.shape)} "
+                         f"and {tuple(log_prior.shape)}")
+    p = probs.float() * log_prior.float().to(probs.device).exp()
+    return p / p.sum(dim=1, keepdim=True).clamp(min=1e-30)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Mapping
 import torch
 
 from hdl.bank import EmbeddingBank
+from hdl.blend import prior_probabilities
 from hdl.labeling import balanced_accuracy_se
 from hdl.pool import LabelPool
 from hdl.refresh import Refresh
@@ -127,6 +128,13 @@ class RefreshDiagnostics:
             top = torch.argsort(conf, descending=True)[: min(len(used), len(cand))]
             out["hdl/logit_acc_equal_injected"] = float((pred[top] == y[top]).float().mean())
             out["hdl/logit_balanced_acc_equal_injected"] = balanced_accuracy_se(pred[top], y[top])[0]
+            lp = getattr(alg, "_loss_log_prior", None)
+            if lp is not None:  # hdl_loss_prior adjusted: also the model as its unlabeled loss saw it
+                conf_a, pred_a = prior_probabilities(self.probabilities(alg.model, alg.device, cand), lp).max(dim=1)
+                pred_a = pred_a.to(y.device)
+                top = torch.argsort(conf_a.to(y.device), descending=True)[: min(len(used), len(cand))]
+                out["hdl/logit_prior_acc_equal_injected"] = float((pred_a[top] == y[top]).float().mean())
+                out["hdl/logit_prior_balanced_acc_equal_injected"] = balanced_accuracy_se(pred_a[top], y[top])[0]
         return out
 
     def state_dict(self) -> Dict[str, torch.Tensor]:

@@ -52,8 +52,8 @@ from semilearn.core.utils import ALGORITHMS
 
 from hdl import config_keys
 from hdl.bank import DTYPES as BANK_DTYPES
-from hdl.blend import (balanced_probabilities, blend_distributions, calibrated_votes, neighbourhood_mean,
-                       neighbourhood_votes)
+from hdl.blend import (balanced_probabilities, blend_distributions, calibrated_votes, class_log_prior,
+                       neighbourhood_mean, neighbourhood_votes, prior_probabilities)
 from hdl.knn import resolve_backend
 from hdl.refresh import refresh as refresh_labels
 
@@ -62,7 +62,7 @@ from .device import DeviceMixin, place_hook_after
 from .faults import fault_point
 from .host_sync import per_step
 from .diagnostics import HDLState, RefreshEvent, head_probabilities
-from .seam import TargetSeam, Targets
+from .seam import PriorAdjustedLoss, TargetSeam, Targets
 from .semantic_loss import SemanticLossMixin
 
 
@@ -95,6 +95,7 @@ class HDLSettings:
     blend_votes: str = "calibrated"
     blend_model: str = "ema"
     blend_prior: str = "balanced"
+    loss_prior: str = "none"
 
     @property
     def k(self):
@@ -118,7 +119,7 @@ class HDLSettings:
         return cls(v["hdl_enable"], v["hdl_warmup_iter"], v["hdl_refresh_every"], v["hdl_use"], v["hdl_embed"],
                    v["hdl_gt_ratio"], v["hdl_min_agreement"], v["hdl_weight_by_agreement"], v["hdl_inject"],
                    labeling, v["hdl_bank_dtype"], v["hdl_blend_weight"], v["hdl_blend_votes"],
-                   v["hdl_blend_model"], v["hdl_blend_prior"])
+                   v["hdl_blend_model"], v["hdl_blend_prior"], v["hdl_loss_prior"])
 
 
 class HDLRefreshHook(Hook):
@@ -176,6 +177,13 @@ class HDLMixin:
         # them the blend feeds the EMA head the exact features; transient, rebuilt at every refresh
         self._ema_norms: Optional[torch.Tensor] = None
         self._pool_nonempty = False  # set at each refresh / load: the step reads it, never the pool
+        # hdl_loss_prior adjusted: the log class prior of the injected pool labels (set at each refresh
+        # and load, from the pool alone: a resumed run uses the same one), and the shift the
+        # consistency losses add on the current step (None outside steps with HDL targets)
+        self._loss_log_prior: Optional[torch.Tensor] = None
+        self._loss_shift: Optional[torch.Tensor] = None
+        if self.hdl.loss_prior == "adjusted":
+            self.consistency_loss = PriorAdjustedLoss(self.consistency_loss, lambda: self._loss_shift)
         # the diagnostics run first: their figures make the refresh record
         self.refresh_consumers.insert(0, ("diagnostics", lambda alg, ev: alg.hdl_state.diagnostics.compute(alg, ev)))
 
@@ -231,11 +239,15 @@ class HDLMixin:
             mixed, targets = (0 if keep is None else kw["y_lb"].shape[0] - keep), None
         if targets is not None:
             self.seam.begin(targets)
+            if self.hdl.loss_prior == "adjusted":
+                self._loss_shift = self._loss_log_prior
         try:
             out_dict, log_dict = base_step(**kw)
         except BaseException:
             self.seam.abort()
             raise
+        finally:
+            self._loss_shift = None
         injected = self.seam.end()
         with per_step():
             if self.hdl.enable:
@@ -351,6 +363,7 @@ class HDLMixin:
             stats["hdl/blend_changed"] = float(changed)
         for _, consumer in self.refresh_consumers:
             stats.update(consumer(self, event) or {})
+        self._set_loss_prior()  # after the consumers: they read the prior the model trained with
         stats["hdl/refresh_sec"] = time.perf_counter() - t0
         self.print_fn("HDL refresh at it %d (graph: %s%s): %s" % (self.it + 1, r.graph.index, "".join(
             f", {k} {v}" for k, v in r.graph.params.items()), json.dumps(
@@ -367,6 +380,15 @@ class HDLMixin:
             with open(path, "a") as f:
                 f.write(json.dumps(record) + "\n")
         return stats
+
+    def _set_loss_prior(self) -> None:
+        """``hdl_loss_prior: adjusted``: the log class prior of the pool labels training injects
+        (:func:`hdl.blend.class_log_prior`), on the training device; None while the pool is empty."""
+        if self.hdl.loss_prior != "adjusted" or not self.pool.nonempty:
+            self._loss_log_prior = None
+            return
+        used = (self.pool.labels >= 0) & (self.pool.agreement >= self.hdl.min_agreement)
+        self._loss_log_prior = class_log_prior(self.pool.labels[used], self.num_classes).to(self.device)
 
     @torch.no_grad()
     def _blend_with_model(self, pool_ids: torch.Tensor, r, ids: torch.Tensor) -> int:
@@ -385,7 +407,10 @@ class HDLMixin:
         calibrated its confidence) ``v`` is :func:`hdl.blend.calibrated_votes`: the labeler's
         calibrated confidence on HDL's label, the rest over the other voted classes.  With
         ``hdl_blend_prior: balanced`` ``p`` is first divided by its mean over the pool rows it covers
-        (:func:`hdl.blend.balanced_probabilities`).  Returns how many pool labels the blend changed."""
+        (:func:`hdl.blend.balanced_probabilities`).  With ``hdl_loss_prior: adjusted`` ``p`` is first
+        multiplied by the class prior the unlabeled losses added since the previous refresh
+        (:func:`hdl.blend.prior_probabilities`: the probabilities as that loss trained them; none at
+        the first refresh).  Returns how many pool labels the blend changed."""
         rows = torch.nonzero(r.new).flatten()  # the refresh rows of pool_ids, in the same order
         if len(rows) == 0:
             return 0
@@ -407,6 +432,8 @@ class HDLMixin:
             diag = self.hdl_state.diagnostics
             probs = diag.probabilities(self.model, self.device, pool_ids).to(votes.device)
             seen = diag.seen(pool_ids)
+        if self.hdl.loss_prior == "adjusted" and self._loss_log_prior is not None:
+            probs = prior_probabilities(probs, self._loss_log_prior)
         if self.hdl.blend_prior == "balanced":
             s = seen.to(probs.device)
             probs = probs.clone()
@@ -518,6 +545,7 @@ class HDLMixin:
         if "hdl" in ckpt:
             self.hdl_state.load_state_dict(ckpt["hdl"], f"{load_path}: 'hdl'")
             self._pool_nonempty = self.pool.nonempty
+            self._set_loss_prior()
         return ckpt
 
 
