@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hdl.blend import blend_distributions
+from hdl.blend import blend_distributions, class_log_prior, prior_probabilities
 
 
 def test_blend_on_paper():
@@ -122,3 +122,28 @@ def test_neighbourhood_mean_on_paper():
         neighbourhood_mean(sims, idx, probs[:3], 1, torch.tensor([0]))
     with pytest.raises(ValueError, match="k must be"):
         neighbourhood_mean(sims, idx, probs, 0, torch.tensor([0]))
+
+
+def test_class_log_prior_on_paper():
+    # counts 2, 1, 0 (the -1 ignored) plus one each: 3, 2, 1 of 6
+    lp = class_log_prior(torch.tensor([0, 1, 0, -1]), 3)
+    assert torch.allclose(lp.exp(), torch.tensor([3 / 6, 2 / 6, 1 / 6]))
+    assert torch.allclose(class_log_prior(torch.tensor([], dtype=torch.long), 4).exp(), torch.full((4,), 0.25))
+    with pytest.raises(ValueError, match=r"labels must lie in \[-1, 2\)"):
+        class_log_prior(torch.tensor([0, 2]), 2)
+    with pytest.raises(ValueError, match="num_classes"):
+        class_log_prior(torch.tensor([0]), 0)
+
+
+def test_prior_probabilities_on_paper():
+    probs = torch.tensor([[0.5, 0.5], [0.2, 0.8], [0.0, 0.0]])
+    lp = torch.tensor([0.8, 0.2]).log()
+    # row 0: (.4, .1) -> (.8, .2); row 1: (.16, .16) -> (.5, .5); a row without mass stays 0
+    out = prior_probabilities(probs, lp)
+    assert torch.allclose(out, torch.tensor([[0.8, 0.2], [0.5, 0.5], [0.0, 0.0]]))
+    # the same as softmax(z + log prior) for probs = softmax(z)
+    z = torch.tensor([[1.0, -2.0, 0.5]])
+    lp3 = torch.tensor([0.7, 0.2, 0.1]).log()
+    assert torch.allclose(prior_probabilities(torch.softmax(z, dim=1), lp3), torch.softmax(z + lp3, dim=1))
+    with pytest.raises(ValueError, match="log_prior"):
+        prior_probabilities(probs, torch.zeros(3))

@@ -551,3 +551,99 @@ def test_blend_with_the_graph_smoothed_ema_model_at_weight_0(tmp_path, monkeypat
     conf, pred = out.max(dim=1)
     assert torch.equal(a.pool.labels[ids[rows]], pred)
     assert torch.allclose(a.pool.agreement[ids[rows]], conf, atol=1e-6)
+
+
+def test_prior_adjusted_loss_on_paper():
+    """The wrapped consistency loss adds the shift to the logits (none: the inner loss as it is)."""
+    from semilearn.core.criterions import ConsistencyLoss
+
+    from hdl.algorithms.usb.seam import PriorAdjustedLoss
+
+    shift = [None]
+    loss = PriorAdjustedLoss(ConsistencyLoss(), lambda: shift[0])
+    logits = torch.zeros(1, 2)
+    target = torch.tensor([1])
+    assert loss(logits, target, "ce").item() == pytest.approx(math.log(2))
+    shift[0] = torch.tensor([0.75, 0.25]).log()
+    # softmax(0 + log(.75, .25)) = (.75, .25): cross-entropy on class 1 is -log .25
+    assert loss(logits, target, "ce").item() == pytest.approx(-math.log(0.25))
+    # mse on the adjusted probabilities: ((.75 - 0)^2 + (.25 - 1)^2) / 2
+    soft = torch.tensor([[0.0, 1.0]])
+    assert loss(logits, soft, name="mse").item() == pytest.approx(0.5625)
+    mask = torch.tensor([0.5])
+    assert loss(logits, target, "ce", mask=mask).item() == pytest.approx(-0.5 * math.log(0.25))
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_loss_prior_shifts_the_unlabeled_losses_only_on_steps_with_targets(base, tmp_path):
+    """hdl_loss_prior adjusted: before the first refresh the losses are the base's exactly; on every
+    later step each consistency-loss call sees the log prior of the injected pool labels (counted
+    here from the pool), and the steps outside stay unshifted."""
+    over = dict(algorithm=f"hdl_{base}", num_train_iter=8, num_eval_iter=1000, hdl_warmup_iter=4,
+                hdl_refresh_every=4, hdl_embed="ema_pass", hdl_blend_prior="none")
+    ref, _ = run_losses(make_args(base, tmp_path, "ref", **over))
+    args = make_args(base, tmp_path, "adj", hdl_loss_prior="adjusted", **over)
+    a = runner.build_algorithm(args, tb=False)
+    inner = a.consistency_loss.inner
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, logits, targets, name="ce", mask=None):
+            seen.append((a.it, None if a._loss_shift is None else a._loss_shift.clone()))
+            return inner(logits, targets, name, mask)
+
+    a.consistency_loss.inner = Spy()
+    priors, pools = {}, {}
+
+    def consumer(alg, ev):  # runs before the refresh sets the new prior: sees the one in force
+        priors[alg.it + 1] = alg._loss_log_prior
+        used = (alg.pool.labels >= 0) & (alg.pool.agreement >= alg.hdl.min_agreement)
+        pools[alg.it + 1] = alg.pool.labels[used].clone()
+
+    a.register_refresh_consumer("prior", consumer)
+    rec = LossRecorder()
+    a.register_hook(rec, "LossRecorder", "LOWEST")
+    torch.set_num_threads(1)
+    a.train()
+    assert rec.losses[:4] == ref[:4]  # the first refresh is after step 4: nothing shifted before
+    assert sorted(priors) == [4, 8] and priors[4] is None  # no prior in force at the first refresh
+
+    def log_prior(labels):
+        counts = torch.bincount(labels, minlength=a.num_classes).float() + 1
+        return (counts / counts.sum()).log()
+
+    assert torch.allclose(priors[8], log_prior(pools[4]))  # steps 5-8 trained with the first pool's prior
+    assert torch.allclose(a._loss_log_prior, log_prior(pools[8]))
+    early = [s for it, s in seen if it < 4]
+    late = [s for it, s in seen if it >= 4]
+    assert early and all(s is None for s in early)
+    assert late and all(s is not None for s in late)
+    assert a._loss_shift is None  # reset after every step
+
+
+def test_blend_with_the_loss_prior_takes_the_model_as_the_loss_trained_it(tmp_path):
+    """hdl_loss_prior adjusted, blend weight 0, prior none: at the second refresh every pool label
+    is the argmax of the EMA head's probabilities times the prior in force since the first refresh
+    (the EMA model applied again to a fresh embedding)."""
+    from hdl.algorithms.usb.embedding import embed_training_set
+
+    args = make_args("fixmatch", tmp_path, "blendloss", algorithm="hdl_fixmatch", num_train_iter=8,
+                     num_eval_iter=1000, hdl_warmup_iter=4, hdl_refresh_every=4, hdl_inject="blend",
+                     hdl_blend_weight=0.0, hdl_blend_prior="none", hdl_loss_prior="adjusted")
+    a = runner.build_algorithm(args, tb=False)
+    priors = []
+    a.register_refresh_consumer("prior", lambda alg, ev: priors.append(alg._loss_log_prior))
+    torch.set_num_threads(1)
+    a.train()
+    assert priors[0] is None and priors[1] is not None
+    pool_ids = torch.nonzero(a.pool.labels >= 0).flatten()
+    index, feats = embed_training_set(a)
+    pos = torch.full_like(a.pool.labels, -1)
+    pos[torch.as_tensor(index)] = torch.arange(len(index))
+    with torch.no_grad():
+        logits = a.ema_model(feats[pos[pool_ids]], only_fc=True)
+    conf, pred = torch.softmax(logits + priors[1], dim=-1).max(dim=1)
+    assert torch.equal(a.pool.labels[pool_ids], pred)
+    assert torch.allclose(a.pool.agreement[pool_ids], conf, atol=1e-5)
+    # and the labels differ from the unadjusted head's somewhere (the prior is not uniform)
+    assert not torch.allclose(priors[1].exp(), torch.full_like(priors[1], 1 / a.num_classes), atol=1e-3)
