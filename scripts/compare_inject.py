@@ -8,7 +8,9 @@ built (``blend``: raw vote shares, the training model's head on weak-view featur
 later inputs (``blend_ema``: the labeler's calibrated confidence on its label, the EMA model's head
 on the refresh's EMA embedding; ``hdl_blend_prior: none``), and the same with the model's
 probabilities divided by their mean over the pool (``blend_balanced``: ``hdl_blend_prior: balanced``,
-the default since the Fashion-MNIST LT-100 grid of ``results/fashion_mnist_offline``).
+the default since the Fashion-MNIST LT-100 grid of ``results/fashion_mnist_offline``), and the
+unadjusted blend with logit adjustment by the pool's class prior in the unlabeled losses
+(``loss_prior``: ``hdl_loss_prior: adjusted``, ``hdl_blend_prior: none``; digits only).
 ``digits_lt10``: the long-tailed digits setting of the labeler issue (30 labels and 80 unlabeled
 images per class at the head, imbalance 10 on both, 400 iterations, refreshes every 100), FixMatch
 and FreeMatch + ABC.  ``fmnist_lt100``: the Fashion-MNIST imbalance-100 setting of the offline
@@ -38,6 +40,8 @@ _FMNIST_HDL = ["--hdl_warmup_iter", "250", "--hdl_refresh_every", "250"]
 _BLEND_FIRST = ["--hdl_blend_votes", "raw", "--hdl_blend_model", "train", "--hdl_blend_prior", "none"]
 _BALANCED = ["--hdl_blend_prior", "balanced"]
 _UNADJUSTED = ["--hdl_blend_prior", "none"]  # the blend_ema cells: the model's probabilities as they are
+# the loss_prior cells: unadjusted blend labels, logit adjustment by the pool's class prior in the unlabeled losses
+_LOSS_PRIOR = ["--hdl_loss_prior", "adjusted", "--hdl_blend_prior", "none"]
 SETTINGS = {
     # the long-tailed digits run of the labeler issue: 30 / 80 images per class at the head, imbalance 10
     "digits_lt10": ("digits", ["--num_labels", "30", "--lb_imb_ratio", "10", "--ulb_num_labels", "80",
@@ -62,6 +66,9 @@ SETTINGS = {
                         "hdl_fixmatch_blend_balanced": ("hdl_fixmatch", ["--hdl_inject", "blend", *_BALANCED]),
                         "hdl_freematch_abc_blend_balanced": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
                                                                                "blend", *_BALANCED]),
+                        "hdl_fixmatch_loss_prior": ("hdl_fixmatch", ["--hdl_inject", "blend", *_LOSS_PRIOR]),
+                        "hdl_freematch_abc_loss_prior": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
+                                                                           "blend", *_LOSS_PRIOR]),
                     }),
     # the fmnist_lt_100 setting of configs/bench/fashion_mnist_offline.yaml (needs dataset-fashion-mnist)
     "fmnist_lt100": ("fashion_mnist", ["--num_labels", "150", "--lb_imb_ratio", "100", "--ulb_num_labels", "3000",

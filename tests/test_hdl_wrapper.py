@@ -647,3 +647,21 @@ def test_blend_with_the_loss_prior_takes_the_model_as_the_loss_trained_it(tmp_pa
     assert torch.allclose(a.pool.agreement[pool_ids], conf, atol=1e-5)
     # and the labels differ from the unadjusted head's somewhere (the prior is not uniform)
     assert not torch.allclose(priors[1].exp(), torch.full_like(priors[1], 1 / a.num_classes), atol=1e-3)
+
+
+@pytest.mark.parametrize("base,use,loss,blend", [
+    ("fixmatch", "target", "adjusted", "none"), ("freematch", "target", "adjusted", "none"),
+    ("remixmatch", "target", "adjusted", "none"), ("mixmatch", "target", "none", "balanced"),
+    ("fixmatch", "pool", "none", "balanced")])
+def test_auto_priors_resolve_by_the_bases_unlabeled_loss(base, use, loss, blend, tmp_path):
+    """hdl_loss_prior / hdl_blend_prior auto: logit adjustment where the base's unlabeled loss is a
+    cross-entropy in target mode, with the blend unadjusted; balanced blend labels otherwise; an
+    explicit value is kept."""
+    a = runner.build_algorithm(make_args(base, tmp_path, f"auto_{base}_{use}", algorithm=f"hdl_{base}", hdl_use=use,
+                                         hdl_loss_prior="auto", hdl_blend_prior="auto"), tb=False)
+    assert (a.hdl.loss_prior, a.hdl.blend_prior) == (loss, blend)
+    from hdl.algorithms.usb.seam import PriorAdjustedLoss
+    assert isinstance(a.consistency_loss, PriorAdjustedLoss) == (loss == "adjusted")
+    b = runner.build_algorithm(make_args(base, tmp_path, f"expl_{base}_{use}", algorithm=f"hdl_{base}", hdl_use=use,
+                                         hdl_loss_prior="none", hdl_blend_prior="none"), tb=False)
+    assert (b.hdl.loss_prior, b.hdl.blend_prior) == ("none", "none")

@@ -40,6 +40,11 @@ ROLES: Dict[str, Tuple[Tuple[Optional[str], str], ...]] = {
     "mixmatch": ((None, "compute_prob"),),
 }
 
+# the loss of each base's unlabeled consistency term: logit adjustment (``hdl_loss_prior``) is the
+# consistent correction of a softmax cross-entropy for the class-balanced error (Menon et al., ICLR
+# 2021); MixMatch's squared error on probabilities has no such correction
+UNLABELED_LOSS: Dict[str, str] = {"fixmatch": "ce", "freematch": "ce", "remixmatch": "ce", "mixmatch": "mse"}
+
 
 @dataclass(frozen=True)
 class Targets:
