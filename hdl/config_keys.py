@@ -138,16 +138,19 @@ def _declared() -> Dict[str, Key]:
             "averaged over the sample's graph neighbourhood (hdl.blend.neighbourhood_mean; needs ema_pass, else "
             "train); train: the training model's "
             "head on each sample's latest weak-view features from the train steps"),
-        Key("hdl_blend_prior", "hdl", "balanced", lambda v: v in HDL_BLEND_PRIORS, f"one of {list(HDL_BLEND_PRIORS)}",
+        Key("hdl_blend_prior", "hdl", "auto", lambda v: v in HDL_BLEND_PRIORS, f"one of {list(HDL_BLEND_PRIORS)}",
             "hdl_inject blend: none: the model's probabilities as they are; balanced: divided by their mean over "
             "the pool (the model's class shares) and renormalised, so that the blend does not take the head "
-            "classes' bias of a long-tailed model (hdl.blend.balanced_probabilities)", saved="none"),
-        Key("hdl_loss_prior", "hdl", "none", lambda v: v in HDL_LOSS_PRIORS, f"one of {list(HDL_LOSS_PRIORS)}",
+            "classes' bias of a long-tailed model (hdl.blend.balanced_probabilities); auto: none where "
+            "hdl_loss_prior resolves to adjusted, else balanced", saved="none"),
+        Key("hdl_loss_prior", "hdl", "auto", lambda v: v in HDL_LOSS_PRIORS, f"one of {list(HDL_LOSS_PRIORS)}",
             "hdl_use target: none: the base's unlabeled losses as they are; adjusted: on the steps with HDL "
             "targets every unlabeled consistency loss of the base sees the logits plus the log class prior of "
             "the injected pool labels (logit adjustment, hdl.blend.class_log_prior), and the blend takes the "
             "model's probabilities times that prior (hdl.blend.prior_probabilities); use it with "
-            "hdl_blend_prior none", saved="none"),
+            "hdl_blend_prior none; auto: adjusted where the base's unlabeled loss is a cross-entropy (fixmatch, "
+            "freematch, remixmatch) in target mode, else none (mixmatch's squared error, pool mode)",
+            saved="none"),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
             "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
         Key("hdl_bank_dtype", "hdl", "float32", lambda v: v in BANK_DTYPES, f"one of {list(BANK_DTYPES)}",

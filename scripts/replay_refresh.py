@@ -39,6 +39,7 @@ The table goes to ``--out`` (written to a temporary file, then renamed) or to st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections import defaultdict
@@ -120,9 +121,11 @@ def replay(run_dir: str, weight: float = 0.5, device: str = "cpu") -> dict:
     out["train conf"] = float(p_train.max(1).values.mean())
     out["ema conf"] = float(p_ema.max(1).values.mean())
     out["algorithm"] = getattr(alg, "base_name", type(alg).__name__)
-    prior = alg.hdl.blend_prior
-    # runs of another blend prior than the default: their own means, marked in the run column
-    out["variant"] = "" if prior == KEYS["hdl_blend_prior"].default else f"hdl_blend_prior {prior}"
+    # runs of other priors than the defaults resolve to for this base: their own means, marked in the run column
+    default = dataclasses.replace(alg.hdl, blend_prior=KEYS["hdl_blend_prior"].default,
+                                  loss_prior=KEYS["hdl_loss_prior"].default).resolved(out["algorithm"])
+    out["variant"] = ", ".join(f"hdl_{k} {getattr(alg.hdl, k)}" for k in ("blend_prior", "loss_prior")
+                               if getattr(alg.hdl, k) != getattr(default, k))
     if out["variant"]:
         out["algorithm"] += ", " + out["variant"]
     out["samples"] = int(known.sum())

@@ -148,23 +148,35 @@ def test_a_saved_run_config_without_a_later_key_reads_its_saved_value():
 
 
 def test_load_run_rebuilds_a_run_saved_before_hdl_blend_prior_as_it_ran(tmp_path):
-    """A run whose saved config.yaml predates hdl_blend_prior loads with 'none' (the rule it ran
-    with), not with today's default 'balanced'; the same run with the key loads with its value."""
+    """A run whose saved config.yaml predates hdl_blend_prior and hdl_loss_prior loads with 'none' for
+    both (the rules it ran with), one saved between the two keys with its blend prior and no loss
+    prior, not with today's defaults ('auto': for FixMatch the adjusted loss and the unadjusted
+    blend)."""
     import yaml
 
     from hdl.algorithms.run import runner
     from tests.test_hdl_wrapper import make_args
 
-    assert KEYS["hdl_blend_prior"].default == "balanced"
+    assert KEYS["hdl_blend_prior"].default == "auto" and KEYS["hdl_loss_prior"].default == "auto"
     args = make_args("fixmatch", tmp_path, "oldrun", algorithm="hdl_fixmatch", num_train_iter=2, num_eval_iter=2,
                      hdl_warmup_iter=2)
     runner.train(args, progress=False)
     run_dir = os.path.join(str(tmp_path), "oldrun")
-    assert runner.load_run(run_dir, "latest", "cpu").hdl.blend_prior == "balanced"
+
+    def priors():
+        h = runner.load_run(run_dir, "latest", "cpu").hdl
+        return h.blend_prior, h.loss_prior
+
+    assert priors() == ("none", "adjusted")
     path = os.path.join(run_dir, "config.yaml")
     with open(path) as f:
         cfg = yaml.safe_load(f)
+    cfg["hdl_blend_prior"] = "balanced"  # saved by the code that had the blend prior and no loss prior
+    del cfg["hdl_loss_prior"]
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    assert priors() == ("balanced", "none")
     del cfg["hdl_blend_prior"]
     with open(path, "w") as f:
         yaml.safe_dump(cfg, f)
-    assert runner.load_run(run_dir, "latest", "cpu").hdl.blend_prior == "none"
+    assert priors() == ("none", "none")

@@ -93,6 +93,14 @@ def test_two_processes_hold_the_pool_one_process_computes(two_process_run, tmp_p
     alg._ema_norms = torch.zeros(alg.bank.num_samples)
     alg._ema_norms[torch.as_tensor(index)] = feats.norm(dim=1)
     alg.save_dir = str(tmp_path)
+    # the refresh at 40 blended under the loss prior in force since the refresh at 20 (hdl_loss_prior
+    # auto: adjusted for FixMatch), the log class shares of that pool (+1 each; hdl_min_agreement 0:
+    # every pool label counts); the loaded run holds the next one, the prior of the pool at 40
+    assert alg.hdl.loss_prior == "adjusted" and alg.hdl.min_agreement == 0
+    counts = torch.tensor([records[-1][f"hdl/pool_class_{c}"] for c in range(alg.num_classes)]) + 1
+    assert torch.allclose(alg._loss_log_prior, (counts / counts.sum()).log())
+    counts = torch.tensor([records[0][f"hdl/pool_class_{c}"] for c in range(alg.num_classes)]) + 1
+    alg._loss_log_prior = (counts / counts.sum()).log().float()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the training processes
     try:

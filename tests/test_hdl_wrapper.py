@@ -491,15 +491,16 @@ def test_blend_with_the_ema_model_at_weight_0_takes_the_ema_heads_labels(tmp_pat
 
 
 def test_blend_with_the_balanced_ema_model_at_weight_0(tmp_path):
-    """hdl_blend_prior balanced, weight 0: every pool label is the argmax of the EMA head's
+    """hdl_blend_prior balanced (hdl_loss_prior none), weight 0: every pool label is the argmax of the EMA head's
     probabilities divided by their mean over the pool (computed here another way: the EMA model
     applied again to a fresh embedding of the training set)."""
     from hdl.algorithms.usb.embedding import embed_training_set
 
     args = make_args("fixmatch", tmp_path, "blendbal", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=4,
-                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0)
+                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0, hdl_blend_prior="balanced",
+                     hdl_loss_prior="none")
     a = runner.build_algorithm(args, tb=False)
-    assert a.hdl.blend_prior == "balanced"  # the default
+    assert a.hdl.blend_prior == "balanced"
     a.train()
     pool_ids = torch.nonzero(a.pool.labels >= 0).flatten()
     is_lb = torch.zeros_like(a.pool.labels, dtype=torch.bool)

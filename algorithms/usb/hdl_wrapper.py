@@ -23,7 +23,10 @@ Each class is ``HDL<Base>(HDLMixin, DeviceMixin, <Base>)``; it reuses the base a
   replaces the model's pseudo-label and the mask is 1, through the one seam of :mod:`.seam`
   (FixMatch/FreeMatch: ``MaskingHook``/``PseudoLabelingHook``, ReMixMatch: ``DistAlignHook``,
   MixMatch: ``compute_prob``); the base's hook state keeps learning from the model's own
-  predictions.  Each step logs the injected rows (``hdl/injected_rows``).
+  predictions.  Each step logs the injected rows (``hdl/injected_rows``).  With
+  ``hdl_loss_prior: adjusted`` (what ``auto``, the default, gives FixMatch, FreeMatch and
+  ReMixMatch) the base's unlabeled consistency losses on those steps see the logits plus the log
+  class prior of the injected pool labels (:class:`.seam.PriorAdjustedLoss`, logit adjustment).
   ``hdl_use: pool`` - the labeled batch keeps ``ceil(hdl_gt_ratio * B)`` ground-truth samples
   and the rest are HDL-labeled samples of the unlabeled batch (weak views); ``hdl/batch_share``
   logs the share of the labeled batch they take.
@@ -95,8 +98,8 @@ class HDLSettings:
     blend_weight: float = 0.5
     blend_votes: str = "calibrated"
     blend_model: str = "ema"
-    blend_prior: str = "balanced"
-    loss_prior: str = "none"
+    blend_prior: str = "auto"
+    loss_prior: str = "auto"
 
     @property
     def k(self):
