@@ -40,7 +40,7 @@ HDL_EMBEDS = ("bank", "ema_pass")
 HDL_INJECTS = ("all", "confident", "calibrated", "blend")
 HDL_BLEND_VOTES = ("calibrated", "raw")
 HDL_BLEND_MODELS = ("ema", "ema_graph", "train")
-HDL_BLEND_PRIORS = ("auto", "none", "balanced")
+HDL_BLEND_PRIORS = ("auto", "none", "balanced", "until_prior")
 HDL_LOSS_PRIORS = ("auto", "none", "adjusted")
 SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
 SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
@@ -141,7 +141,8 @@ def _declared() -> Dict[str, Key]:
         Key("hdl_blend_prior", "hdl", "auto", lambda v: v in HDL_BLEND_PRIORS, f"one of {list(HDL_BLEND_PRIORS)}",
             "hdl_inject blend: none: the model's probabilities as they are; balanced: divided by their mean over "
             "the pool (the model's class shares) and renormalised, so that the blend does not take the head "
-            "classes' bias of a long-tailed model (hdl.blend.balanced_probabilities); auto: none where "
+            "classes' bias of a long-tailed model (hdl.blend.balanced_probabilities); until_prior: balanced while "
+            "no loss prior is in force (hdl_loss_prior adjusted: the first refresh), then none; auto: none where "
             "hdl_loss_prior resolves to adjusted, else balanced", saved="none"),
         Key("hdl_loss_prior", "hdl", "auto", lambda v: v in HDL_LOSS_PRIORS, f"one of {list(HDL_LOSS_PRIORS)}",
             "hdl_use target: none: the base's unlabeled losses as they are; adjusted: on the steps with HDL "

@@ -666,3 +666,36 @@ def test_auto_priors_resolve_by_the_bases_unlabeled_loss(base, use, loss, blend,
     b = runner.build_algorithm(make_args(base, tmp_path, f"expl_{base}_{use}", algorithm=f"hdl_{base}", hdl_use=use,
                                          hdl_loss_prior="none", hdl_blend_prior="none"), tb=False)
     assert (b.hdl.loss_prior, b.hdl.blend_prior) == ("none", "none")
+
+
+def test_until_prior_blends_the_balanced_model_until_a_loss_prior_is_in_force(tmp_path):
+    """hdl_blend_prior until_prior with the adjusted loss, weight 0: at the first refresh (no prior
+    in force) the pool labels are the argmax of the EMA head's probabilities divided by their mean
+    over the pool; at the second, of the EMA head's probabilities times the prior in force."""
+    from hdl.algorithms.usb.embedding import embed_training_set
+
+    args = make_args("fixmatch", tmp_path, "untilprior", algorithm="hdl_fixmatch", num_train_iter=8,
+                     num_eval_iter=1000, hdl_warmup_iter=4, hdl_refresh_every=4, hdl_blend_weight=0.0,
+                     hdl_blend_prior="until_prior", hdl_loss_prior="adjusted")
+    a = runner.build_algorithm(args, tb=False)
+    checked = []
+
+    def consumer(alg, ev):
+        pool_ids = torch.nonzero(alg.pool.labels >= 0).flatten()
+        index, feats = embed_training_set(alg)
+        pos = torch.full_like(alg.pool.labels, -1)
+        pos[torch.as_tensor(index)] = torch.arange(len(index))
+        with torch.no_grad():
+            logits = alg.ema_model(feats[pos[pool_ids]], only_fc=True)
+        probs = torch.softmax(logits, dim=-1)
+        if alg._loss_log_prior is None:
+            want = probs / probs.mean(dim=0)
+        else:
+            want = torch.softmax(logits + alg._loss_log_prior, dim=-1)
+        assert torch.equal(alg.pool.labels[pool_ids], want.argmax(dim=1)), alg.it
+        checked.append(alg._loss_log_prior is None)
+
+    a.register_refresh_consumer("check", consumer)
+    torch.set_num_threads(1)
+    a.train()
+    assert checked == [True, False]

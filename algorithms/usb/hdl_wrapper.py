@@ -425,7 +425,9 @@ class HDLMixin:
         calibrated its confidence) ``v`` is :func:`hdl.blend.calibrated_votes`: the labeler's
         calibrated confidence on HDL's label, the rest over the other voted classes.  With
         ``hdl_blend_prior: balanced`` ``p`` is first divided by its mean over the pool rows it covers
-        (:func:`hdl.blend.balanced_probabilities`).  With ``hdl_loss_prior: adjusted`` ``p`` is first
+        (:func:`hdl.blend.balanced_probabilities`); with ``until_prior`` so only while no loss prior
+        is in force (the first refresh of ``hdl_loss_prior: adjusted``: the model trained on the
+        labeled set's class shares alone).  With ``hdl_loss_prior: adjusted`` ``p`` is first
         multiplied by the class prior the unlabeled losses added since the previous refresh
         (:func:`hdl.blend.prior_probabilities`: the probabilities as that loss trained them; none at
         the first refresh).  Returns how many pool labels the blend changed."""
@@ -452,7 +454,8 @@ class HDLMixin:
             seen = diag.seen(pool_ids)
         if self.hdl.loss_prior == "adjusted" and self._loss_log_prior is not None:
             probs = prior_probabilities(probs, self._loss_log_prior)
-        if self.hdl.blend_prior == "balanced":
+        if self.hdl.blend_prior == "balanced" or (self.hdl.blend_prior == "until_prior"
+                                                  and self._loss_log_prior is None):
             s = seen.to(probs.device)
             probs = probs.clone()
             probs[s] = balanced_probabilities(probs[s])
