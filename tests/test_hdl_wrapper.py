@@ -622,12 +622,21 @@ def test_loss_prior_shifts_the_unlabeled_losses_only_on_steps_with_targets(base,
     assert a._loss_shift is None  # reset after every step
 
 
+def ema_head_logits(a, ids):
+    """The EMA model's head on a fresh embedding (evaluation transform) of training samples ``ids``."""
+    from hdl.algorithms.usb.embedding import embed_training_set
+
+    index, feats = embed_training_set(a)
+    pos = torch.full_like(a.pool.labels, -1)
+    pos[torch.as_tensor(index)] = torch.arange(len(index))
+    with torch.no_grad():
+        return a.ema_model(feats[pos[ids]], only_fc=True)
+
+
 def test_blend_with_the_loss_prior_takes_the_model_as_the_loss_trained_it(tmp_path):
     """hdl_loss_prior adjusted, blend weight 0, prior none: at the second refresh every pool label
     is the argmax of the EMA head's probabilities times the prior in force since the first refresh
     (the EMA model applied again to a fresh embedding)."""
-    from hdl.algorithms.usb.embedding import embed_training_set
-
     args = make_args("fixmatch", tmp_path, "blendloss", algorithm="hdl_fixmatch", num_train_iter=8,
                      num_eval_iter=1000, hdl_warmup_iter=4, hdl_refresh_every=4, hdl_inject="blend",
                      hdl_blend_weight=0.0, hdl_blend_prior="none", hdl_loss_prior="adjusted")
@@ -638,12 +647,7 @@ def test_blend_with_the_loss_prior_takes_the_model_as_the_loss_trained_it(tmp_pa
     a.train()
     assert priors[0] is None and priors[1] is not None
     pool_ids = torch.nonzero(a.pool.labels >= 0).flatten()
-    index, feats = embed_training_set(a)
-    pos = torch.full_like(a.pool.labels, -1)
-    pos[torch.as_tensor(index)] = torch.arange(len(index))
-    with torch.no_grad():
-        logits = a.ema_model(feats[pos[pool_ids]], only_fc=True)
-    conf, pred = torch.softmax(logits + priors[1], dim=-1).max(dim=1)
+    conf, pred = torch.softmax(ema_head_logits(a, pool_ids) + priors[1], dim=-1).max(dim=1)
     assert torch.equal(a.pool.labels[pool_ids], pred)
     assert torch.allclose(a.pool.agreement[pool_ids], conf, atol=1e-5)
     # and the labels differ from the unadjusted head's somewhere (the prior is not uniform)
@@ -672,8 +676,6 @@ def test_until_prior_blends_the_balanced_model_until_a_loss_prior_is_in_force(tm
     """hdl_blend_prior until_prior with the adjusted loss, weight 0: at the first refresh (no prior
     in force) the pool labels are the argmax of the EMA head's probabilities divided by their mean
     over the pool; at the second, of the EMA head's probabilities times the prior in force."""
-    from hdl.algorithms.usb.embedding import embed_training_set
-
     args = make_args("fixmatch", tmp_path, "untilprior", algorithm="hdl_fixmatch", num_train_iter=8,
                      num_eval_iter=1000, hdl_warmup_iter=4, hdl_refresh_every=4, hdl_blend_weight=0.0,
                      hdl_blend_prior="until_prior", hdl_loss_prior="adjusted")
@@ -682,11 +684,7 @@ def test_until_prior_blends_the_balanced_model_until_a_loss_prior_is_in_force(tm
 
     def consumer(alg, ev):
         pool_ids = torch.nonzero(alg.pool.labels >= 0).flatten()
-        index, feats = embed_training_set(alg)
-        pos = torch.full_like(alg.pool.labels, -1)
-        pos[torch.as_tensor(index)] = torch.arange(len(index))
-        with torch.no_grad():
-            logits = alg.ema_model(feats[pos[pool_ids]], only_fc=True)
+        logits = ema_head_logits(alg, pool_ids)
         probs = torch.softmax(logits, dim=-1)
         if alg._loss_log_prior is None:
             want = probs / probs.mean(dim=0)
