@@ -42,6 +42,7 @@ HDL_BLEND_VOTES = ("calibrated", "raw")
 HDL_BLEND_MODELS = ("ema", "ema_graph", "train")
 HDL_BLEND_PRIORS = ("auto", "none", "balanced", "until_prior")
 HDL_LOSS_PRIORS = ("auto", "none", "adjusted")
+LA_PRIORS = ("none", "model")
 SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
 SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
 # labeling options whose key is not hdl_<option>
@@ -187,6 +188,16 @@ def _declared() -> Dict[str, Key]:
             "weight of the PMI cosine loss", float),
         Key("pmi_k", "semantic", 10, lambda v: _int(v) and v >= 1, "an int >= 1",
             "neighbours per sample for the PMI co-occurrence", int),
+        Key("la_prior", "run", "none", lambda v: v in LA_PRIORS, f"one of {list(LA_PRIORS)}",
+            "base algorithms (not hdl_*, whose adjustment is hdl_loss_prior): model: from la_warmup_iter on, every "
+            "la_refresh_every iterations the EMA model predicts the unlabeled set (evaluation transform) and the "
+            "base's unlabeled consistency losses see the logits plus the log class shares of those predictions "
+            "(logit adjustment, as HDL's hdl_loss_prior adjusted with the EMA model's labels instead of HDL's); "
+            "none: the base's losses as they are"),
+        Key("la_warmup_iter", "run", 200, lambda v: _int(v) and v >= 1, "an int >= 1",
+            "la_prior model: iterations before the first estimate of the unlabeled class shares", int),
+        Key("la_refresh_every", "run", 200, lambda v: _int(v) and v >= 1, "an int >= 1",
+            "la_prior model: iterations between estimates", int),
         Key("num_val", "run", 0, lambda v: _int(v) and v >= 0, "an int >= 0",
             "validation images per class, removed before the labeled/unlabeled split", int),
         Key("device", "run", "auto", _device_ok, "'auto', 'cpu', 'cuda' or 'cuda:N'", "where the run trains"),

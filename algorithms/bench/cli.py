@@ -120,6 +120,7 @@ def run_grid(grid: Grid, cells: Sequence[Cell], isolation: Optional[str] = None,
         raise ValueError(f"jobs: expected an int >= 1, got {jobs!r}")
     if jobs > 1 and isolation != "subprocess":
         raise ValueError(f"jobs={jobs} needs isolation 'subprocess' (cells in one process cannot run side by side)")
+    cells = [c for c in cells if c.refused is None]  # the report shows the refused pairs and why
     status = {c.key: c.status() for c in cells}
     todo = [c for c in cells if status[c.key] != "done"]
     done = [c.key for c in cells if status[c.key] == "done"]
@@ -182,6 +183,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out-dir", default=None, help="output folder instead of the grid's out_dir")
     for what in ("settings", "algorithms", "arms", "seeds"):
         p.add_argument(f"--only-{what}", default=None, help=f"comma-separated {what} to run (default: all)")
+    p.add_argument("--only-imb", default=None, help="comma-separated imbalance algorithms to run ('none' for the "
+                   "cells without one; default: all)")
     known, rest = p.parse_known_args(argv)
     from . import report as bench_report
 
@@ -191,20 +194,22 @@ def main(argv: Optional[List[str]] = None) -> int:
             grid = dataclasses.replace(grid, out_dir=known.out_dir)
         cells = build_cells(grid, parse_overrides(rest))
         chosen = select_cells(cells, _csv_list(known.only_settings), _csv_list(known.only_algorithms),
-                              _csv_list(known.only_arms), _csv_list(known.only_seeds, int))
+                              _csv_list(known.only_arms), _csv_list(known.only_seeds, int),
+                              _csv_list(known.only_imb))
     except (ValueError, FileNotFoundError) as e:
         print(f"hdl-bench: error: {e}", file=sys.stderr)
         return 2
     if known.dry_run:
         problems = check_cells(chosen)
         for c in chosen:
-            print(f"{c.status():8s} {c.key:50s} {c.base_config}")
+            print(f"{c.status():8s} {c.key:50s} {c.refused or c.base_config}")
         for line in problems:
             print(f"hdl-bench: error: {line}", file=sys.stderr)
         if problems:
             return 2
-        counts = {s: sum(c.status() == s for c in chosen) for s in ("done", "partial", "todo")}
-        print(f"{len(chosen)} cells: {counts['done']} done, {counts['partial']} to resume, {counts['todo']} to run")
+        counts = {s: sum(c.status() == s for c in chosen) for s in ("done", "partial", "todo", "refused")}
+        print(f"{len(chosen)} cells: {counts['done']} done, {counts['partial']} to resume, {counts['todo']} to run, "
+              f"{counts['refused']} refused (the pair does not run here)")
         return 0
     summary = {"ran": [], "skipped": [], "failed": []}
     if not known.only_table:

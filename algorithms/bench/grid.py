@@ -14,7 +14,16 @@ key                         meaning
                             from the grid file's folder. A setting may give its own.
 ``algorithms``              required, non-empty list of ``fixmatch``, ``freematch``,
                             ``mixmatch``, ``remixmatch``
-``arms``                    list of ``base`` / ``hdl`` (default both)
+``arms``                    list of ``base`` / ``la`` / ``hdl`` (default ``base``, ``hdl``):
+                            ``la`` is the base with the logit adjustment of its unlabeled
+                            loss by the EMA model's predicted unlabeled class shares
+                            (``la_prior: model``, on HDL's refresh schedule; HDL's labels off)
+``imb_algorithms``          the peers axis: ``none`` and USB imbalance algorithms (``abc``,
+                            ``daso``, ``debiaspl``, ...) crossed with ``imb_arms`` (default
+                            ``[none]``); a pair that does not run here is kept as a refused cell
+                            whose one-line reason the report shows
+``imb_arms``                the arms crossed with the imbalance algorithms other than ``none``
+                            (default: every arm of ``arms``)
 ``seeds``                   required, non-empty list of distinct ints >= 0
 ``settings``                required, non-empty list of settings (below)
 ``overrides``               config keys for every cell
@@ -49,7 +58,8 @@ sets ``seed``, ``save_dir``, ``save_name``, ``resume: True`` and ``load_path: nu
 anything runs (once per setting, algorithm and arm: the seeds differ in ``seed`` and
 ``save_name`` only).
 
-Cell ``(setting, alg, arm, seed)`` runs in ``out_dir/runs/<setting>/<alg or hdl_alg>_seed<seed>/``.
+Cell ``(setting, alg, arm, imb, seed)`` runs in ``out_dir/runs/<setting>/<prefix><alg>[_<imb>]_seed<seed>/``
+(prefix ``hdl_`` / ``la_`` / none).
 """
 from __future__ import annotations
 
@@ -62,15 +72,22 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..run.config import BASE_ALGORITHMS, load_yaml
 
-ARMS = ("base", "hdl")
+ARMS = ("base", "la", "hdl")
+DEFAULT_ARMS = ("base", "hdl")
+ARM_PREFIX = {"base": "", "la": "la_", "hdl": "hdl_"}
 ISOLATIONS = ("subprocess", "inprocess")
 GRID_KEYS = ("name", "out_dir", "base_config", "algorithms", "arms", "seeds", "settings", "overrides",
-             "per_algorithm_overrides", "hdl", "isolation", "floors", "floors_max_unlabeled", "per_class",
+             "per_algorithm_overrides", "hdl", "imb_algorithms", "imb_arms", "isolation", "floors", "floors_max_unlabeled", "per_class",
              "description", "threads")
 SETTING_KEYS = ("name", "dataset", "num_labels", "lb_imb_ratio", "ulb_num_labels", "ulb_imb_ratio", "num_classes",
                 "data_dir", "base_config", "algorithms", "overrides")
 # config keys the grid sets for every cell
-CELL_KEYS = ("seed", "save_dir", "save_name", "resume", "load_path", "algorithm")
+CELL_KEYS = ("seed", "save_dir", "save_name", "resume", "load_path", "algorithm", "imb_algorithm")
+# the peers axis: none, USB's imbalance algorithms that run here and those refused with a reason
+def _imb_names() -> Tuple[str, ...]:
+    from ..usb.imbalance import SUPPORTED, UNSUPPORTED_REASONS
+
+    return ("none",) + tuple(SUPPORTED) + tuple(UNSUPPORTED_REASONS)
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,8 @@ class Grid:
     description: str = ""
     source_dir: str = "."
     threads: int = 1
+    imb_algorithms: Tuple[str, ...] = ("none",)
+    imb_arms: Optional[Tuple[str, ...]] = None
 
 
 @dataclass(frozen=True)
@@ -142,10 +161,17 @@ class Cell:
     seed: int
     config: Dict[str, Any]
     base_config: str
+    imb: Optional[str] = None
+    refused: Optional[str] = None  # why this (algorithm, imbalance algorithm) pair does not run here
+
+    @property
+    def label(self) -> str:
+        """The arm's name in tables: ``hdl_fixmatch``, ``la_fixmatch``, ``fixmatch_abc``, ..."""
+        return ARM_PREFIX[self.arm] + self.algorithm + (f"_{self.imb}" if self.imb else "")
 
     @property
     def run_name(self) -> str:
-        return f"{self.config['algorithm']}_seed{self.seed}"
+        return f"{self.label}_seed{self.seed}"
 
     @property
     def run_dir(self) -> str:
@@ -156,7 +182,10 @@ class Cell:
         return f"{self.setting.name}/{self.run_name}"
 
     def status(self) -> str:
-        """``done`` (results.json), ``partial`` (a checkpoint to resume) or ``todo``."""
+        """``refused`` (the pair does not run here), ``done`` (results.json), ``partial`` (a
+        checkpoint to resume) or ``todo``."""
+        if self.refused is not None:
+            return "refused"
         if os.path.isfile(os.path.join(self.run_dir, "results.json")):
             return "done"
         if any(os.path.isfile(os.path.join(self.run_dir, n)) for n in ("latest_model.pth", "previous_model.pth")):
@@ -277,7 +306,11 @@ def parse_grid(data: Dict[str, Any], source_dir: str = ".") -> Grid:
         if not isinstance(data[key], str) or not data[key]:
             raise ValueError(f"{key}: expected a non-empty string, got {data[key]!r}")
     algorithms = _names(data["algorithms"], BASE_ALGORITHMS, "algorithms")
-    arms = _names(data.get("arms"), ARMS, "arms", default=ARMS)
+    arms = _names(data.get("arms"), ARMS, "arms", default=DEFAULT_ARMS)
+    imbs = _names(data.get("imb_algorithms"), _imb_names(), "imb_algorithms", default=("none",))
+    imb_arms = None
+    if data.get("imb_arms") is not None:
+        imb_arms = _names(data["imb_arms"], arms, "imb_arms")
     seeds = data["seeds"]
     if not isinstance(seeds, list) or not seeds:
         raise ValueError(f"seeds: expected a non-empty list of integers >= 0, got {seeds!r}")
@@ -320,7 +353,8 @@ def parse_grid(data: Dict[str, Any], source_dir: str = ".") -> Grid:
                 floors=_bool(data.get("floors", True), "floors"),
                 floors_max_unlabeled=_int(data.get("floors_max_unlabeled", 10000), "floors_max_unlabeled", 1),
                 per_class=_bool(data.get("per_class", True), "per_class"), description=description,
-                source_dir=os.path.abspath(source_dir), threads=_int(data.get("threads", 1), "threads", 1))
+                source_dir=os.path.abspath(source_dir), threads=_int(data.get("threads", 1), "threads", 1),
+                imb_algorithms=imbs, imb_arms=imb_arms)
 
 
 def load_grid(path: str) -> Grid:
@@ -395,25 +429,54 @@ def build_cells(grid: Grid, overrides: Optional[Dict[str, Any]] = None, validate
             for layer in layers:
                 for k, v in layer.items():
                     (hdl_extra if k in hdl_only else common)[k] = v
+            imb_arms = grid.imb_arms if grid.imb_arms is not None else grid.arms
             for seed in grid.seeds:
-                for arm in grid.arms:
-                    cfg = dict(common)
-                    name = alg if arm == "base" else "hdl_" + alg
-                    if arm == "hdl":
-                        cfg.update(hdl_extra)
-                    cfg.update(algorithm=name, seed=seed, resume=True, load_path=None,
-                               save_dir=os.path.join(grid.out_dir, "runs", setting.name),
-                               save_name=f"{name}_seed{seed}")
-                    cell = Cell(setting, alg, arm, seed, cfg, path)
-                    if validate and seed == grid.seeds[0]:  # the seeds' configs differ in seed and save_name only
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            try:
-                                resolve_config(cfg, allowed)
-                            except ValueError as e:
-                                raise ValueError(f"cell {cell.key} (base config {path}): {e}") from None
-                    cells.append(cell)
+                for imb in grid.imb_algorithms:
+                    for arm in grid.arms:
+                        if imb != "none" and arm not in imb_arms:
+                            continue
+                        cell = _cell(grid, setting, alg, arm, None if imb == "none" else imb, seed, common,
+                                     hdl_extra, path)
+                        if validate and cell.refused is None and seed == grid.seeds[0]:
+                            # the seeds' configs differ in seed and save_name only
+                            with warnings.catch_warnings():
+                                warnings.simplefilter("ignore")
+                                try:
+                                    resolve_config(cell.config, allowed)
+                                except ValueError as e:
+                                    raise ValueError(f"cell {cell.key} (base config {path}): {e}") from None
+                        cells.append(cell)
     return cells
+
+
+def _cell(grid: Grid, setting: Setting, alg: str, arm: str, imb: Optional[str], seed: int,
+          common: Dict[str, Any], hdl_extra: Dict[str, Any], path: str) -> Cell:
+    """One cell's config: the base algorithm's keys, HDL's for the ``hdl`` arm, the logit
+    adjustment on HDL's refresh schedule for the ``la`` arm, ``imb_algorithm`` for a peer."""
+    from ..usb.imbalance import check_combination
+
+    cfg = dict(common)
+    name = alg
+    if arm == "hdl":
+        cfg.update(hdl_extra)
+        name = "hdl_" + alg
+    elif arm == "la":
+        from hdl.config_keys import KEYS
+
+        cfg.setdefault("la_prior", "model")
+        for la_key, hdl_key in (("la_warmup_iter", "hdl_warmup_iter"), ("la_refresh_every", "hdl_refresh_every")):
+            cfg.setdefault(la_key, hdl_extra.get(hdl_key, KEYS[hdl_key].default))
+    refused = None
+    if imb is not None:
+        cfg["imb_algorithm"] = imb
+        try:
+            check_combination(name, imb)
+        except ValueError as e:
+            refused = str(e).split("; supported:")[0]
+    cell = Cell(setting, alg, arm, seed, cfg, path, imb=imb, refused=refused)
+    cfg.update(algorithm=name, seed=seed, resume=True, load_path=None,
+               save_dir=os.path.join(grid.out_dir, "runs", setting.name), save_name=cell.run_name)
+    return cell
 
 
 def check_cells(cells: Sequence[Cell]) -> List[str]:
@@ -431,6 +494,8 @@ def check_cells(cells: Sequence[Cell]) -> List[str]:
     data_cache: Dict[Any, Any] = {}
     problems = []
     for cell in cells:
+        if cell.refused is not None:
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -456,15 +521,18 @@ def check_cells(cells: Sequence[Cell]) -> List[str]:
     return problems
 
 
-def select_cells(cells: Sequence[Cell], settings=None, algorithms=None, arms=None, seeds=None) -> List[Cell]:
-    """The cells whose setting / algorithm / arm / seed are in the given lists (None: all)."""
+def select_cells(cells: Sequence[Cell], settings=None, algorithms=None, arms=None, seeds=None,
+                 imbs=None) -> List[Cell]:
+    """The cells whose setting / algorithm / arm / seed / imbalance algorithm (``none`` for none)
+    are in the given lists (None: all)."""
     for what, values, have in (("settings", settings, {c.setting.name for c in cells}),
                                ("algorithms", algorithms, {c.algorithm for c in cells}),
-                               ("arms", arms, {c.arm for c in cells}), ("seeds", seeds, {c.seed for c in cells})):
+                               ("arms", arms, {c.arm for c in cells}), ("seeds", seeds, {c.seed for c in cells}),
+                               ("imb", imbs, {c.imb or "none" for c in cells})):
         if values is not None:
             bad = [v for v in values if v not in have]
             if bad:
                 raise ValueError(f"--only-{what}: {bad} not in the grid's {sorted(have)}")
     return [c for c in cells if (settings is None or c.setting.name in settings)
             and (algorithms is None or c.algorithm in algorithms) and (arms is None or c.arm in arms)
-            and (seeds is None or c.seed in seeds)]
+            and (seeds is None or c.seed in seeds) and (imbs is None or (c.imb or "none") in imbs)]
