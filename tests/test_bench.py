@@ -407,3 +407,70 @@ def test_injected_table_compares_the_last_two_refreshes_with_the_model(tmp_path)
     append(2000, .8, .75, .75)
     text = "\n".join(bench_report.injected_lines(["fixmatch"], rows[:3]))
     assert "0 of 1 algorithms (fixmatch no)" in text and "1 of 1 algorithms (fixmatch yes)." in text
+
+
+def test_peers_axis_keeps_refused_pairs_with_their_reason_and_builds_the_la_arm(tmp_path):
+    grid = bench.load_grid(tiny_grid(tmp_path, arms=["base", "la", "hdl"], imb_algorithms=["none", "debiaspl", "cossl"],
+                                     imb_arms=["base"]))
+    cells = bench.build_cells(grid)
+    assert [c.key for c in cells] == [f"digits_lt/{n}_seed0" for n in (
+        "fixmatch", "la_fixmatch", "hdl_fixmatch", "fixmatch_debiaspl", "fixmatch_cossl",
+        "freematch", "la_freematch", "hdl_freematch", "freematch_debiaspl", "freematch_cossl")]
+    refused = {c.label: c.refused for c in cells if c.refused}
+    assert sorted(refused) == ["fixmatch_cossl", "freematch_cossl", "freematch_debiaspl"]
+    assert "hard-codes CUDA" in refused["fixmatch_cossl"] and "p_hat never updates" in refused["freematch_debiaspl"]
+    assert all(c.status() == "refused" for c in cells if c.refused)
+    base, la, peer = cells[0].config, cells[1].config, cells[3].config
+    diff = {k for k in set(base) | set(la) if base.get(k) != la.get(k)}
+    assert diff == {"save_name", "la_prior", "la_warmup_iter", "la_refresh_every"}
+    # the la arm adjusts on HDL's schedule (the grid's hdl mapping)
+    assert (la["algorithm"], la["la_prior"], la["la_warmup_iter"], la["la_refresh_every"]) == ("fixmatch", "model", 2, 1)
+    assert (peer["algorithm"], peer["imb_algorithm"], peer["save_name"]) == ("fixmatch", "debiaspl",
+                                                                           "fixmatch_debiaspl_seed0")
+    assert len(bench.select_cells(cells, imbs=["none"])) == 6
+    with pytest.raises(ValueError, match=r"--only-imb: \['abc'\] not in"):
+        bench.select_cells(cells, imbs=["abc"])
+    with pytest.raises(ValueError, match="imb_arms: expected values from"):
+        bench.load_grid(tiny_grid(tmp_path, arms=["base"], imb_algorithms=["none", "abc"], imb_arms=["hdl"]))
+    with pytest.raises(ValueError, match="imb_algorithm"):  # the grid sets it from the peers axis
+        bench.load_grid(tiny_grid(tmp_path, overrides=dict(TINY, imb_algorithm="abc")))
+
+
+def test_peers_report_side_by_side_with_paired_differences(tmp_path):
+    grid = bench.load_grid(tiny_grid(tmp_path, algorithms=["fixmatch"], arms=["base", "la", "hdl"], seeds=[0, 1],
+                                     imb_algorithms=["none", "debiaspl", "cossl"], imb_arms=["base"], floors=False))
+    cells = bench.build_cells(grid)
+    todo = [c for c in cells if c.refused is None]
+    summary = bench.run_grid(grid, todo, progress=False)
+    assert not summary["failed"] and len(summary["ran"]) == 8
+    paths = bench_report.write_report(grid, cells)
+    rows = list(csv.DictReader(open(paths["results"])))
+    assert sorted(r["label"] for r in rows if r["seed"] == "0") == ["fixmatch", "fixmatch_debiaspl", "hdl_fixmatch",
+                                                                      "la_fixmatch"]
+    acc = {(r["label"], int(r["seed"])): float(r["test_acc_at_best_val"]) for r in rows}
+    table = open(paths["table"]).read()
+    assert "| fixmatch_cossl | refused: imb_algorithm: 'cossl' is not supported here: hard-codes CUDA" in table
+    # HDL − la, computed here from results.csv, appears with its per-seed values
+    d = [100 * (acc[("hdl_fixmatch", s)] - acc[("la_fixmatch", s)]) for s in (0, 1)]
+    import numpy as np
+
+    se = np.std(d, ddof=1) / np.sqrt(2)
+    assert f"{np.mean(d):+.1f} ± {se:.1f} (2; {d[0]:+.1f} / {d[1]:+.1f})" in table
+    best = max(("fixmatch", "la_fixmatch", "fixmatch_debiaspl"), key=lambda k: np.mean([acc[(k, s)] for s in (0, 1)]))
+    assert f"| {best}: " in table
+    assert os.path.isfile(os.path.join(paths["plots"], "digits_lt_peers_val_acc.png"))
+
+
+def test_peer_statistics_on_paper():
+    from hdl.algorithms.bench import peers
+
+    mean, se, d = peers.paired({0: 0.70, 1: 0.80, 2: 0.75}, {0: 0.60, 1: 0.80, 3: 0.1})
+    assert d == pytest.approx([10.0, 0.0]) and mean == pytest.approx(5.0) and se == pytest.approx(5.0)
+    assert peers.paired({0: 0.5}, {1: 0.5}) is None
+    runs = {"fixmatch": {0: {"k": 0.6}, 1: {"k": 0.7}}, "fixmatch_abc": {0: {"k": 0.8}},
+            "la_fixmatch": {0: {"k": 0.66}, 1: {"k": 0.66}}, "hdl_fixmatch": {0: {"k": 0.9}, 1: {"k": 0.9}}}
+    assert peers.best_peer(runs, "hdl_fixmatch", "k") == "fixmatch_abc"  # 0.8 on its one shared seed
+    del runs["fixmatch_abc"]
+    assert peers.best_peer(runs, "hdl_fixmatch", "k") == "la_fixmatch"  # 0.66 against fixmatch's 0.65
+    head, mid, tail = peers.class_thirds(5, [1, 9, 9, 3, 1], [0, 0, 0, 0, 7])
+    assert [head.tolist(), mid.tolist(), tail.tolist()] == [[1, 2], [3, 4], [0]]

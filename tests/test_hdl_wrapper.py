@@ -558,7 +558,7 @@ def test_prior_adjusted_loss_on_paper():
     """The wrapped consistency loss adds the shift to the logits (none: the inner loss as it is)."""
     from semilearn.core.criterions import ConsistencyLoss
 
-    from hdl.algorithms.usb.seam import PriorAdjustedLoss
+    from hdl.algorithms.usb.logit_adjust import PriorAdjustedLoss
 
     shift = [None]
     loss = PriorAdjustedLoss(ConsistencyLoss(), lambda: shift[0])
@@ -665,7 +665,7 @@ def test_auto_priors_resolve_by_the_bases_unlabeled_loss(base, use, loss, blend,
     a = runner.build_algorithm(make_args(base, tmp_path, f"auto_{base}_{use}", algorithm=f"hdl_{base}", hdl_use=use,
                                          hdl_loss_prior="auto", hdl_blend_prior="auto"), tb=False)
     assert (a.hdl.loss_prior, a.hdl.blend_prior) == (loss, blend)
-    from hdl.algorithms.usb.seam import PriorAdjustedLoss
+    from hdl.algorithms.usb.logit_adjust import PriorAdjustedLoss
     assert isinstance(a.consistency_loss, PriorAdjustedLoss) == (loss == "adjusted")
     b = runner.build_algorithm(make_args(base, tmp_path, f"expl_{base}_{use}", algorithm=f"hdl_{base}", hdl_use=use,
                                          hdl_loss_prior="none", hdl_blend_prior="none"), tb=False)

@@ -27,7 +27,7 @@ import numpy as np
 log = logging.getLogger("hdl.bench")
 
 COLUMNS = ("setting", "dataset", "num_labels", "lb_imb_ratio", "ulb_num_labels", "ulb_imb_ratio", "algorithm", "arm",
-           "seed", "iterations", "best_val_acc", "test_acc_at_best_val", "test_acc_final",
+           "imb", "label", "seed", "iterations", "best_val_acc", "test_acc_at_best_val", "test_acc_final",
            "test_balanced_acc_at_best_val", "test_balanced_acc_final", "hdl_refreshes", "hdl_pool_size",
            "hdl_pool_acc", "hdl_pool_coverage", "hdl_logit_acc_equal_coverage", "hdl_injected_acc",
            "hdl_injected_coverage", "hdl_logit_acc_equal_injected", "hdl_logit_coverage", "wall_seconds", "threads",
@@ -62,7 +62,8 @@ def cell_row(cell) -> Optional[Dict[str, Any]]:
     return {
         "setting": cell.setting.name, "dataset": res.get("dataset"), "num_labels": res.get("num_labels"),
         "lb_imb_ratio": cfg.get("lb_imb_ratio", 1), "ulb_num_labels": cfg.get("ulb_num_labels"),
-        "ulb_imb_ratio": cfg.get("ulb_imb_ratio", 1), "algorithm": cell.algorithm, "arm": cell.arm, "seed": cell.seed,
+        "ulb_imb_ratio": cfg.get("ulb_imb_ratio", 1), "algorithm": cell.algorithm, "arm": cell.arm,
+        "imb": cell.imb, "label": cell.label, "seed": cell.seed,
         "iterations": res.get("iterations"), "best_val_acc": res.get("best_val_acc"),
         "test_acc_at_best_val": res.get("test_acc_at_best_val"), "test_acc_final": res.get("test_acc_final"),
         "test_balanced_acc_at_best_val": res.get("test_balanced_acc_at_best_val"),
@@ -440,11 +441,21 @@ def write_table(grid, rows: Sequence[Dict[str, Any]], floors: Dict[str, List[Dic
 def write_report(grid, cells) -> Dict[str, str]:
     """Write results.csv, floors.json, the plots and table.md for the finished ``cells``."""
     os.makedirs(grid.out_dir, exist_ok=True)
-    rows = [r for r in (cell_row(c) for c in cells) if r is not None]
+    all_rows = [r for r in (cell_row(c) for c in cells if c.refused is None) if r is not None]
+    # the HDL − base tables and plots: the base and hdl arms without an imbalance algorithm
+    core = [c for c in cells if c.arm in ("base", "hdl") and c.imb is None]
+    rows = [r for r in all_rows if r["arm"] in ("base", "hdl") and not r["imb"]]
     paths = {"results": os.path.join(grid.out_dir, "results.csv"), "table": os.path.join(grid.out_dir, "table.md"),
              "floors": os.path.join(grid.out_dir, "floors.json"), "plots": os.path.join(grid.out_dir, "plots")}
-    write_results_csv(rows, paths["results"])
-    floors = setting_floors(cells, paths["floors"], grid.floors_max_unlabeled) if grid.floors else {}
-    plots = make_plots(grid, cells, paths["plots"]) if rows else {}
-    write_table(grid, rows, floors, plots, len(cells), paths["table"])
+    write_results_csv(all_rows, paths["results"])
+    floors = setting_floors(core, paths["floors"], grid.floors_max_unlabeled) if grid.floors else {}
+    plots = make_plots(grid, core, paths["plots"]) if rows else {}
+    write_table(grid, rows, floors, plots, len(core), paths["table"])
+    if "la" in grid.arms or tuple(grid.imb_algorithms) != ("none",):
+        from .peers import peer_lines, peer_plots
+
+        if all_rows:
+            peer_plots(grid, cells, paths["plots"])
+        with open(paths["table"], "a") as f:
+            f.write("\n\n" + "\n".join(peer_lines(grid, cells, all_rows)))
     return paths

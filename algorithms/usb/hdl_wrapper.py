@@ -26,7 +26,7 @@ Each class is ``HDL<Base>(HDLMixin, DeviceMixin, <Base>)``; it reuses the base a
   predictions.  Each step logs the injected rows (``hdl/injected_rows``).  With
   ``hdl_loss_prior: adjusted`` (what ``auto``, the default, gives FixMatch, FreeMatch and
   ReMixMatch) the base's unlabeled consistency losses on those steps see the logits plus the log
-  class prior of the injected pool labels (:class:`.seam.PriorAdjustedLoss`, logit adjustment).
+  class prior of the injected pool labels (:class:`.logit_adjust.PriorAdjustedLoss`, logit adjustment).
   ``hdl_use: pool`` - the labeled batch keeps ``ceil(hdl_gt_ratio * B)`` ground-truth samples
   and the rest are HDL-labeled samples of the unlabeled batch (weak views); ``hdl/batch_share``
   logs the share of the labeled batch they take.
@@ -66,7 +66,8 @@ from .device import DeviceMixin, place_hook_after
 from .faults import fault_point
 from .host_sync import per_step
 from .diagnostics import HDLState, RefreshEvent, head_probabilities
-from .seam import UNLABELED_LOSS, PriorAdjustedLoss, TargetSeam, Targets
+from .logit_adjust import PriorAdjustedLoss
+from .seam import UNLABELED_LOSS, TargetSeam, Targets
 from .semantic_loss import SemanticLossMixin
 
 

@@ -172,22 +172,3 @@ class RoleHook:
 def hook_state_owner(hook):
     """The object whose attributes hold a hook's state (the wrapped hook of a :class:`RoleHook`)."""
     return hook.wrapped if isinstance(hook, RoleHook) else hook
-
-
-class PriorAdjustedLoss(torch.nn.Module):
-    """A base's consistency loss (USB's ``ConsistencyLoss``: ``(logits, targets, name, mask)``)
-    whose logits are shifted by ``shift()`` (float (C,) or None: unchanged) before the loss:
-    ``hdl_loss_prior: adjusted`` (logit adjustment on the unlabeled losses; the wrapper sets the
-    shift on the steps with HDL targets only, so the base's losses are untouched before the first
-    refresh)."""
-
-    def __init__(self, inner: torch.nn.Module, shift):
-        super().__init__()
-        self.inner = inner
-        self._shift = shift
-
-    def forward(self, logits, targets, name="ce", mask=None):
-        s = self._shift()
-        if s is not None:
-            logits = logits + s.to(device=logits.device, dtype=logits.dtype)
-        return self.inner(logits, targets, name, mask)
