@@ -198,6 +198,10 @@ def _declared() -> Dict[str, Key]:
             "la_prior model: iterations before the first estimate of the unlabeled class shares", int),
         Key("la_refresh_every", "run", 200, lambda v: _int(v) and v >= 1, "an int >= 1",
             "la_prior model: iterations between estimates", int),
+        Key("ulb_num_per_class", "run", None, lambda v: v is None or (_int(v) and v >= 1), "null or an int >= 1",
+            "unlabeled samples of every class (the 'uniform' unlabeled set of the ACR / CCL protocol) instead of "
+            "ulb_num_labels, which with ulb_imb_ratio 1 is USB's total over the classes; needs ulb_num_labels null "
+            "and ulb_imb_ratio 1", int),
         Key("num_val", "run", 0, lambda v: _int(v) and v >= 0, "an int >= 0",
             "validation images per class, removed before the labeled/unlabeled split", int),
         Key("device", "run", "auto", _device_ok, "'auto', 'cpu', 'cuda' or 'cuda:N'", "where the run trains"),

@@ -119,3 +119,23 @@ def test_errors():
         make_splits(Y, 3, num_labels=3, seed=1.5)
     with pytest.raises(ValueError, match=r"lb_imb_ratio must be finite with \|lb_imb_ratio\| >= 1"):
         make_splits(Y, 3, num_labels=3, lb_imb_ratio=0.0)
+
+
+def test_ulb_num_per_class_draws_the_same_count_of_every_class():
+    """The ACR / CCL 'uniform' protocol: ulb_num_per_class unlabeled samples of every class,
+    whatever the labeled imbalance; after the labeled ones of the same class permutation."""
+    y = np.repeat(np.arange(3), 20)
+    s = make_splits(y, 3, num_labels=10, lb_imb_ratio=10, ulb_num_per_class=7, include_lb_to_ulb=False, seed=3)
+    assert np.bincount(y[s.lb_idx], minlength=3).tolist() == [10, 3, 1]
+    assert np.bincount(y[s.ulb_idx], minlength=3).tolist() == [7, 7, 7]
+    assert not set(s.lb_idx) & set(s.ulb_idx)
+    # the same draw as USB's total count where that is divisible (7 per class = 21 in total)
+    t = make_splits(y, 3, num_labels=10, lb_imb_ratio=10, ulb_num_labels=21, include_lb_to_ulb=False, seed=3)
+    assert np.array_equal(s.ulb_idx, t.ulb_idx)
+    with pytest.raises(ValueError, match=r"ulb_num_per_class: class 0 has 20 training samples, but 25 are asked "
+                                         r"\(0 validation \+ 10 labeled \+ 15 unlabeled\)"):
+        make_splits(y, 3, num_labels=10, lb_imb_ratio=10, ulb_num_per_class=15)
+    with pytest.raises(ValueError, match="ulb_num_per_class=7 and ulb_num_labels=21: give one"):
+        make_splits(y, 3, num_labels=3, ulb_num_labels=21, ulb_num_per_class=7)
+    with pytest.raises(ValueError, match="ulb_num_per_class needs ulb_imb_ratio 1"):
+        make_splits(y, 3, num_labels=3, ulb_imb_ratio=2, ulb_num_per_class=7)

@@ -43,7 +43,7 @@ key                         meaning
 
 A setting: ``dataset`` and ``num_labels`` (required), ``name`` (default
 ``<dataset>_<num_labels>`` or, long-tailed, ``<dataset>_lb<n>_<r>_ulb<m>_<r'>``),
-``lb_imb_ratio``, ``ulb_num_labels``, ``ulb_imb_ratio``, ``num_classes`` (default: the data
+``lb_imb_ratio``, ``ulb_num_labels``, ``ulb_imb_ratio``, ``ulb_num_per_class``, ``num_classes`` (default: the data
 set's), ``data_dir``, ``base_config``, ``algorithms`` (a subset of the grid's, to run fewer algorithms on this
 setting) and ``overrides``. The split keys mean what they mean
 to ``hdl-train`` (``num_labels`` is the head-class count when ``lb_imb_ratio != 1``).
@@ -79,7 +79,8 @@ ISOLATIONS = ("subprocess", "inprocess")
 GRID_KEYS = ("name", "out_dir", "base_config", "algorithms", "arms", "seeds", "settings", "overrides",
              "per_algorithm_overrides", "hdl", "imb_algorithms", "imb_arms", "isolation", "floors", "floors_max_unlabeled", "per_class",
              "description", "threads")
-SETTING_KEYS = ("name", "dataset", "num_labels", "lb_imb_ratio", "ulb_num_labels", "ulb_imb_ratio", "num_classes",
+SETTING_KEYS = ("name", "dataset", "num_labels", "lb_imb_ratio", "ulb_num_labels", "ulb_imb_ratio", "ulb_num_per_class",
+                "num_classes",
                 "data_dir", "base_config", "algorithms", "overrides")
 # config keys the grid sets for every cell
 CELL_KEYS = ("seed", "save_dir", "save_name", "resume", "load_path", "algorithm", "imb_algorithm")
@@ -100,6 +101,7 @@ class Setting:
     lb_imb_ratio: Optional[float] = None
     ulb_num_labels: Optional[int] = None
     ulb_imb_ratio: Optional[float] = None
+    ulb_num_per_class: Optional[int] = None
     num_classes: Optional[int] = None
     data_dir: Optional[str] = None
     base_config: Optional[str] = None
@@ -114,12 +116,15 @@ class Setting:
     def split_keys(self) -> Dict[str, Any]:
         """The setting's keys as config keys (only those it gives; the rest come from the base config)."""
         out = {"dataset": self.dataset, "num_labels": self.num_labels}
-        for key in ("lb_imb_ratio", "ulb_num_labels", "ulb_imb_ratio", "num_classes", "data_dir"):
+        for key in ("lb_imb_ratio", "ulb_num_labels", "ulb_imb_ratio", "ulb_num_per_class", "num_classes", "data_dir"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
 
     def describe(self) -> str:
+        if self.ulb_num_per_class is not None:
+            return (f"{self.dataset}-LT, labeled head {self.num_labels} (imbalance {self.lb_imb_ratio or 1:g}), "
+                    f"{self.ulb_num_per_class} unlabeled per class")
         if not self.long_tailed:
             return f"{self.dataset}, {self.num_labels} labels"
         return (f"{self.dataset}-LT, labeled head {self.num_labels} (imbalance {self.lb_imb_ratio or 1:g}), "
@@ -272,6 +277,8 @@ def _setting(raw, i: int) -> Setting:
         kw["ulb_num_labels"] = _int(raw["ulb_num_labels"], f"{where}.ulb_num_labels", 1)
     if (kw.get("ulb_imb_ratio") or 1) != 1 and "ulb_num_labels" not in kw:
         raise ValueError(f"{where}.ulb_num_labels: required when ulb_imb_ratio != 1 (the unlabeled head count)")
+    if raw.get("ulb_num_per_class") is not None:
+        kw["ulb_num_per_class"] = _int(raw["ulb_num_per_class"], f"{where}.ulb_num_per_class", 1)
     if raw.get("num_classes") is not None:
         kw["num_classes"] = _int(raw["num_classes"], f"{where}.num_classes", 2)
     else:
@@ -515,7 +522,7 @@ def check_cells(cells: Sequence[Cell]) -> List[str]:
             make_splits(data.train_y, args.num_classes, num_labels=args.num_labels,
                         ulb_num_labels=args.ulb_num_labels, lb_imb_ratio=args.lb_imb_ratio,
                         ulb_imb_ratio=args.ulb_imb_ratio, include_lb_to_ulb=args.include_lb_to_ulb,
-                        num_val=args.num_val, seed=args.seed)
+                        num_val=args.num_val, seed=args.seed, ulb_num_per_class=args.ulb_num_per_class)
         except ValueError as e:
             problems.append(f"cell {cell.key} (base config {cell.base_config}): {e}")
     return problems

@@ -53,8 +53,9 @@ def setting_thirds(setting, num_classes: int):
             return [total // num_classes] * num_classes
         return make_imbalance_counts(total, num_classes, ratio)
 
-    return class_thirds(num_classes, counts(setting.num_labels, setting.lb_imb_ratio),
-                        counts(setting.ulb_num_labels, setting.ulb_imb_ratio))
+    ulb = ([setting.ulb_num_per_class] * num_classes if setting.ulb_num_per_class is not None
+           else counts(setting.ulb_num_labels, setting.ulb_imb_ratio))
+    return class_thirds(num_classes, counts(setting.num_labels, setting.lb_imb_ratio), ulb)
 
 
 def paired(a: Dict[int, float], b: Dict[int, float]) -> Optional[Tuple[float, float, List[float]]]:

@@ -176,7 +176,7 @@ def _jsonable(d: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # keys that decide what a checkpoint means: a resume that changes one is refused
-RESUME_FIXED_KEYS = ("algorithm", "imb_algorithm", "dataset", "num_classes", "num_labels", "ulb_num_labels", "num_val",
+RESUME_FIXED_KEYS = ("algorithm", "imb_algorithm", "dataset", "num_classes", "num_labels", "ulb_num_labels", "ulb_num_per_class", "num_val",
                      "lb_imb_ratio", "ulb_imb_ratio", "include_lb_to_ulb", "seed", "net", "net_from_name", "img_size",
                      "optim", "batch_size", "uratio", "epoch", "use_cat", "semantic_loss", "semantic_tree",
                      "semantic_source")

@@ -128,6 +128,7 @@ def load_or_make_splits(settings: RunSettings, train_y: np.ndarray, num_classes:
         include_lb_to_ulb=settings.include_lb_to_ulb,
         num_val=settings.num_val,
         seed=settings.seed,
+        ulb_num_per_class=settings.ulb_num_per_class,
     )
     os.makedirs(settings.run_dir, exist_ok=True)
     splits.save(path)

@@ -33,6 +33,7 @@ class RunSettings:
     save_dir: str
     save_name: str
     resume: bool
+    ulb_num_per_class: Optional[int] = None
 
     @property
     def run_dir(self) -> str:
@@ -63,6 +64,7 @@ class RunSettings:
             save_dir=str(get("save_dir", "./saved_models")),
             save_name=str(get("save_name", base_name)),
             resume=bool(get("resume", False)),
+            ulb_num_per_class=get("ulb_num_per_class", None),
         )
 
     def to_dict(self) -> Dict[str, Any]:

@@ -97,7 +97,7 @@ def make_imbalance_counts(max_num: int, num_classes: int, ratio: float) -> list:
 
 def make_splits(train_y, num_classes: int, num_labels: int, ulb_num_labels: Optional[int] = None,
                 lb_imb_ratio: float = 1.0, ulb_imb_ratio: float = 1.0, include_lb_to_ulb: bool = True,
-                num_val: int = 0, seed: int = 0) -> Splits:
+                num_val: int = 0, seed: int = 0, ulb_num_per_class: Optional[int] = None) -> Splits:
     """Draw labeled, unlabeled and validation indices per class.
 
     Order of operations, per class c (one random permutation of its samples):
@@ -109,6 +109,10 @@ def make_splits(train_y, num_classes: int, num_labels: int, ulb_num_labels: Opti
     3. unlabeled: ulb_num_labels None -> all the remaining samples of c; else the next
        ``ulb_c`` samples, ulb_num_labels being the total (balanced, divisible) or the head
        count (imbalanced). ulb_num_labels is required when ulb_imb_ratio != 1.
+       ``ulb_num_per_class`` instead: the next ``ulb_num_per_class`` samples of every class (the
+       "uniform" unlabeled set of the ACR / CCL protocol, where USB's ``ulb_num_labels`` with
+       ``ulb_imb_ratio`` 1 would be the total); it excludes ``ulb_num_labels`` and needs
+       ``ulb_imb_ratio`` 1.
     With include_lb_to_ulb, ``ulb_idx = concat(lb_idx, unlabeled-only indices)``.
 
     Args:
@@ -121,6 +125,7 @@ def make_splits(train_y, num_classes: int, num_labels: int, ulb_num_labels: Opti
         include_lb_to_ulb: also use the labeled samples as unlabeled ones (default True).
         num_val: validation samples removed first, PER CLASS (default 0).
         seed: seed of the local ``np.random.default_rng`` (default 0).
+        ulb_num_per_class: see step 3, or None (default).
     Returns:
         Splits of int64 index arrays; lb, unlabeled-only and val indices are disjoint.
     Raises:
@@ -144,7 +149,16 @@ def make_splits(train_y, num_classes: int, num_labels: int, ulb_num_labels: Opti
     _check_int(seed, "seed", 0)
 
     lb_counts = _per_class_counts(num_labels, num_classes, lb_imb_ratio, "num_labels", "lb_imb_ratio")
-    if ulb_num_labels is None:
+    if ulb_num_per_class is not None:
+        _check_int(ulb_num_per_class, "ulb_num_per_class", 1)
+        if ulb_num_labels is not None:
+            raise ValueError(f"ulb_num_per_class={ulb_num_per_class} and ulb_num_labels={ulb_num_labels}: give one "
+                             f"(ulb_num_per_class: unlabeled samples per class; ulb_num_labels: USB's total or head count)")
+        if ulb_imb_ratio != 1.0:
+            raise ValueError(f"ulb_num_per_class needs ulb_imb_ratio 1 (the same count for every class), got "
+                             f"ulb_imb_ratio={ulb_imb_ratio:g}")
+        ulb_counts = [ulb_num_per_class] * num_classes
+    elif ulb_num_labels is None:
         if ulb_imb_ratio != 1.0:
             raise ValueError(f"ulb_num_labels (the head-class count) is required when ulb_imb_ratio != 1, "
                              f"got ulb_imb_ratio={ulb_imb_ratio} and ulb_num_labels=None")
@@ -166,7 +180,8 @@ def make_splits(train_y, num_classes: int, num_labels: int, ulb_num_labels: Opti
             asked = num_val + lb_counts[c] + ulb_c
             detail += f" + {ulb_c} unlabeled"
         if asked > len(idx):
-            raise ValueError(f"class {c} has {len(idx)} training samples, but {asked} are asked ({detail})")
+            key = "ulb_num_per_class: " if ulb_num_per_class is not None else ""
+            raise ValueError(f"{key}class {c} has {len(idx)} training samples, but {asked} are asked ({detail})")
         val.append(idx[:num_val])
         lb.append(idx[num_val:num_val + lb_counts[c]])
         ulb.append(idx[num_val + lb_counts[c]:num_val + lb_counts[c] + ulb_c])
