@@ -437,8 +437,9 @@ def test_peers_axis_keeps_refused_pairs_with_their_reason_and_builds_the_la_arm(
 
 
 def test_peers_report_side_by_side_with_paired_differences(tmp_path):
-    grid = bench.load_grid(tiny_grid(tmp_path, algorithms=["fixmatch"], arms=["base", "la", "hdl"], seeds=[0, 1],
-                                     imb_algorithms=["none", "debiaspl", "cossl"], imb_arms=["base"], floors=False))
+    path = tiny_grid(tmp_path, algorithms=["fixmatch"], arms=["base", "la", "hdl"], seeds=[0, 1],
+                     imb_algorithms=["none", "debiaspl", "cossl"], imb_arms=["base"], floors=False)
+    grid = bench.load_grid(path)
     cells = bench.build_cells(grid)
     todo = [c for c in cells if c.refused is None]
     summary = bench.run_grid(grid, todo, progress=False)
@@ -459,6 +460,11 @@ def test_peers_report_side_by_side_with_paired_differences(tmp_path):
     best = max(("fixmatch", "la_fixmatch", "fixmatch_debiaspl"), key=lambda k: np.mean([acc[(k, s)] for s in (0, 1)]))
     assert f"| {best}: " in table
     assert os.path.isfile(os.path.join(paths["plots"], "digits_lt_peers_val_acc.png"))
+    # one command regenerates the report from the runs into another folder
+    report = tmp_path / "report"
+    assert bench.main(["--config", path, "--only-table", "--report-dir", str(report), "--no-progress"]) == 0
+    assert open(report / "table.md").read() == table
+    assert (report / "plots" / "digits_lt_peers_val_acc.png").is_file()
 
 
 def test_peer_statistics_on_paper():

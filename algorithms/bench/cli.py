@@ -181,6 +181,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--jobs", type=int, default=1,
                    help="cells trained side by side (each with the grid's 'threads', default 1, whatever --jobs is)")
     p.add_argument("--out-dir", default=None, help="output folder instead of the grid's out_dir")
+    p.add_argument("--report-dir", default=None, help="write results.csv, table.md, floors.json and the plots here "
+                   "instead of the out_dir (the runs stay where they are; e.g. a results/ folder to commit)")
     for what in ("settings", "algorithms", "arms", "seeds"):
         p.add_argument(f"--only-{what}", default=None, help=f"comma-separated {what} to run (default: all)")
     p.add_argument("--only-imb", default=None, help="comma-separated imbalance algorithms to run ('none' for the "
@@ -222,7 +224,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         except KeyboardInterrupt:
             print("hdl-bench: interrupted; the same command resumes the grid", file=sys.stderr)
             return 130
-    paths = bench_report.write_report(grid, cells)
+    report_grid = dataclasses.replace(grid, out_dir=known.report_dir) if known.report_dir else grid
+    paths = bench_report.write_report(report_grid, cells)
     print(f"hdl-bench: {len(summary['ran'])} ran, {len(summary['skipped'])} already finished, "
           f"{len(summary['failed'])} failed; table: {paths['table']}")
     return 1 if summary["failed"] else 0
