@@ -84,3 +84,26 @@ def test_la_default_none_is_the_base_and_refused_for_hdl(tmp_path):
     cfg.update(la_prior="model")
     with pytest.raises(ValueError, match=r"la_prior: 'model' is for the base algorithms; hdl_fixmatch"):
         resolve_config(cfg, list(name2alg.keys()))
+
+
+def test_debiaspl_keeps_its_own_adjustment_alone(tmp_path):
+    """USB's DebiasPL adds its running prior inside its own consistency loss: HDL's auto resolves to
+    no loss adjustment (and balanced blend labels) there, and an explicit adjustment is refused."""
+    from hdl.algorithms.usb.logit_adjust import PriorAdjustedLoss
+
+    a = runner.build_algorithm(make_args("fixmatch", tmp_path, "hd", algorithm="hdl_fixmatch", imb_algorithm="debiaspl"),
+                               tb=False)
+    assert (a.hdl.loss_prior, a.hdl.blend_prior) == ("none", "balanced")
+    assert type(a.consistency_loss).__name__ == "DebiasPLConsistencyLoss"
+    b = runner.build_algorithm(make_args("fixmatch", tmp_path, "ha", algorithm="hdl_fixmatch", imb_algorithm="abc"),
+                               tb=False)
+    assert b.hdl.loss_prior == "adjusted" and isinstance(b.consistency_loss, PriorAdjustedLoss)
+    for algorithm, key, value in (("fixmatch", "la_prior", "model"), ("hdl_fixmatch", "hdl_loss_prior", "adjusted")):
+        with pytest.raises(ValueError, match=rf"^{key}: '{value}' with imb_algorithm 'debiaspl', whose consistency "
+                                             r"loss adds its own running class prior"):
+            make_args("fixmatch", tmp_path, "x", algorithm=algorithm, imb_algorithm="debiaspl", **{key: value})
+    # past the config check (a namespace built by hand), the combined class refuses to drop the adjustment
+    args = make_args("fixmatch", tmp_path, "y", algorithm="fixmatch", la_prior="model")
+    args.imb_algorithm, args.debiaspl_tau, args.debiaspl_ema_p = "debiaspl", 0.4, 0.999
+    with pytest.raises(ValueError, match="la_prior: imb_algorithm 'debiaspl' replaces the consistency loss"):
+        runner.build_algorithm(args, tb=False)

@@ -160,6 +160,13 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
     if cfg.get("la_prior", "none") != "none" and str(alg).startswith("hdl_"):
         raise ValueError(f"la_prior: {cfg['la_prior']!r} is for the base algorithms; {alg} adjusts its unlabeled "
                          f"loss with hdl_loss_prior (la_prior allowed here: 'none')")
+    from ..usb.logit_adjust import OWN_LOGIT_ADJUSTMENT
+
+    for key, value in (("la_prior", "model"), ("hdl_loss_prior", "adjusted")):
+        if cfg.get(key) == value and imb in OWN_LOGIT_ADJUSTMENT:
+            raise ValueError(f"{key}: {value!r} with imb_algorithm {imb!r}, whose consistency loss adds its own "
+                             f"running class prior: the two adjustments would count the class shares twice "
+                             f"(allowed with {imb}: {key} {'none' if key == 'la_prior' else 'auto or none'})")
     for key, value in cfg.items():
         if key in config_keys.KEYS:
             continue

@@ -66,7 +66,7 @@ from .device import DeviceMixin, place_hook_after
 from .faults import fault_point
 from .host_sync import per_step
 from .diagnostics import HDLState, RefreshEvent, head_probabilities
-from .logit_adjust import PriorAdjustedLoss
+from .logit_adjust import OWN_LOGIT_ADJUSTMENT, PriorAdjustedLoss
 from .seam import UNLABELED_LOSS, TargetSeam, Targets
 from .semantic_loss import SemanticLossMixin
 
@@ -126,16 +126,19 @@ class HDLSettings:
                    labeling, v["hdl_bank_dtype"], v["hdl_blend_weight"], v["hdl_blend_votes"],
                    v["hdl_blend_model"], v["hdl_blend_prior"], v["hdl_loss_prior"])
 
-    def resolved(self, base_name: str) -> "HDLSettings":
+    def resolved(self, base_name: str, imb_algorithm: Optional[str] = None) -> "HDLSettings":
         """The settings with ``auto`` priors resolved for ``base_name``: ``hdl_loss_prior auto`` is
         ``adjusted`` where the base's unlabeled loss is a cross-entropy (FixMatch, FreeMatch,
         ReMixMatch; :data:`.seam.UNLABELED_LOSS`) in target mode, ``none`` otherwise (MixMatch's
-        squared error, pool mode); ``hdl_blend_prior auto`` is ``none`` where the loss is adjusted
-        (the loss balances the classes; the labels follow the pool's class shares) and
-        ``balanced`` otherwise."""
+        squared error, pool mode, and under USB's DebiasPL, whose own consistency loss adds its
+        running prior of the model's predictions: a second adjustment would count the class
+        shares twice); ``hdl_blend_prior auto`` is ``none`` where the loss is adjusted (the loss
+        balances the classes; the labels follow the pool's class shares) and ``balanced``
+        otherwise."""
         loss, blend = self.loss_prior, self.blend_prior
         if loss == "auto":
-            loss = "adjusted" if UNLABELED_LOSS[base_name] == "ce" and self.use == "target" else "none"
+            loss = "adjusted" if (UNLABELED_LOSS[base_name] == "ce" and self.use == "target"
+                                  and imb_algorithm not in OWN_LOGIT_ADJUSTMENT) else "none"
         if blend == "auto":
             blend = "none" if loss == "adjusted" else "balanced"
         return dataclasses.replace(self, loss_prior=loss, blend_prior=blend)
@@ -174,7 +177,7 @@ class HDLMixin:
         return list(cls.usb_base.get_argument()) + hdl_arguments()
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
-        self.hdl = HDLSettings.from_args(args).resolved(self.base_name)
+        self.hdl = HDLSettings.from_args(args).resolved(self.base_name, getattr(args, "imb_algorithm", None))
         self.seam = TargetSeam(self.base_name)
         self.refresh_log = []
         self.refresh_consumers: List[Tuple[str, RefreshConsumer]] = []

@@ -186,6 +186,16 @@ class ImbalanceMixin:
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
         super().__init__(args, net_builder=net_builder, tb_log=tb_log, logger=logger, **kwargs)
         self.place_on_device()
+        # a logit adjustment (la_prior model, hdl_loss_prior adjusted) wraps the base's consistency
+        # loss; an imbalance algorithm that replaced that loss afterwards would silently drop it
+        from .logit_adjust import PriorAdjustedLoss
+
+        wanted = [k for k, on in (("la_prior", getattr(self, "la_prior", "none") == "model"),
+                                  ("hdl_loss_prior", getattr(getattr(self, "hdl", None), "loss_prior", "") == "adjusted"))
+                  if on]
+        if wanted and not isinstance(self.consistency_loss, PriorAdjustedLoss):
+            raise ValueError(f"{wanted[0]}: imb_algorithm {self.imb_name!r} replaces the consistency loss that the "
+                             f"logit adjustment wraps; set {wanted[0]} to none with it")
 
 
 def imbalance_algorithm(imb_algorithm: str, cls: Type) -> Type:

@@ -31,6 +31,12 @@ from hdl.blend import class_log_prior
 from .device import place_hook_after
 
 
+# USB imbalance algorithms whose consistency loss already adds a prior of their own (DebiasPL: tau x
+# the log of its running mean of the model's predictions) and which replace the base's loss object
+# after the base is built: a second adjustment would count the class shares twice
+OWN_LOGIT_ADJUSTMENT = ("debiaspl",)
+
+
 class PriorAdjustedLoss(torch.nn.Module):
     """A base's consistency loss (``(logits, targets, name, mask)``) whose logits are shifted by
     ``shift()`` (float (C,) or None: unchanged) before the loss."""
