@@ -444,7 +444,7 @@ def test_peers_report_side_by_side_with_paired_differences(tmp_path):
     todo = [c for c in cells if c.refused is None]
     summary = bench.run_grid(grid, todo, progress=False)
     assert not summary["failed"] and len(summary["ran"]) == 8
-    paths = bench_report.write_report(grid, cells)
+    paths = bench.write_reports(grid, cells)
     rows = list(csv.DictReader(open(paths["results"])))
     assert sorted(r["label"] for r in rows if r["seed"] == "0") == ["fixmatch", "fixmatch_debiaspl", "hdl_fixmatch",
                                                                       "la_fixmatch"]

@@ -32,7 +32,7 @@ from .grid import (ARMS, ISOLATIONS, Cell, Grid, Setting, allowed_algorithms, bu
 from ..run.config import parse_overrides
 
 __all__ = ["ARMS", "Cell", "Grid", "Setting", "build_cells", "hdl_only_keys", "load_grid", "main", "parse_grid",
-           "run_cell", "run_grid", "select_cells"]
+           "run_cell", "run_grid", "select_cells", "write_reports"]
 
 log = logging.getLogger("hdl.bench")
 
@@ -157,6 +157,16 @@ def run_grid(grid: Grid, cells: Sequence[Cell], isolation: Optional[str] = None,
     return {"ran": ran, "skipped": done, "failed": failed}
 
 
+def write_reports(grid: Grid, cells: Sequence[Cell]) -> Dict[str, object]:
+    """The grid's report (:func:`.report.write_report`) and, for a grid with an ``la`` arm or
+    imbalance algorithms, its peers section (:func:`.peers.write_peer_section`)."""
+    from . import peers, report
+
+    paths = report.write_report(grid, cells)
+    peers.write_peer_section(grid, cells, paths)
+    return paths
+
+
 # ----------------------------------------------------------------------------- command line
 def _csv_list(value: Optional[str], cast=str):
     if value is None:
@@ -188,8 +198,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--only-imb", default=None, help="comma-separated imbalance algorithms to run ('none' for the "
                    "cells without one; default: all)")
     known, rest = p.parse_known_args(argv)
-    from . import report as bench_report
-
     try:
         grid = load_grid(known.config)
         if known.out_dir:
@@ -225,7 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("hdl-bench: interrupted; the same command resumes the grid", file=sys.stderr)
             return 130
     report_grid = dataclasses.replace(grid, out_dir=known.report_dir) if known.report_dir else grid
-    paths = bench_report.write_report(report_grid, cells)
+    paths = write_reports(report_grid, cells)
     print(f"hdl-bench: {len(summary['ran'])} ran, {len(summary['skipped'])} already finished, "
           f"{len(summary['failed'])} failed; table: {paths['table']}")
     return 1 if summary["failed"] else 0

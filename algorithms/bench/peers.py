@@ -4,7 +4,8 @@ paired per-seed differences of HDL against each other arm and against the best o
 on the head / middle / tail thirds of the classes, and a validation-accuracy plot with each arm's
 best and final points marked.
 
-Written by :func:`.report.write_report` for grids with an ``la`` arm or imbalance algorithms.
+Appended to ``table.md`` by :func:`write_peer_section` (``hdl-bench`` calls it after
+:func:`.report.write_report`) for grids with an ``la`` arm or imbalance algorithms.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .report import mean_by_x, per_class_accuracy, save_figure, val_curve
 
 ACC_KEYS = (("test_acc_at_best_val", "@best val"), ("test_acc_final", "final"))
 
@@ -104,8 +107,6 @@ def best_peer(by_label: Dict[str, Dict[int, Dict[str, Any]]], hdl_label: str, ke
 def peer_lines(grid, cells, rows: Sequence[Dict[str, Any]], thirds_fn=None) -> List[str]:
     """The peers section (markdown lines) of ``table.md``; ``thirds_fn(cell, num_classes)``: the
     per-class test accuracy of a finished cell (default :func:`.report.per_class_accuracy`)."""
-    from .report import per_class_accuracy
-
     thirds_fn = thirds_fn or (lambda cell, c: per_class_accuracy(cell.run_dir, c))
     by_key = {(r["setting"], r["label"], r["seed"]): r for r in rows}
     lines = ["## Peers", "",
@@ -186,8 +187,6 @@ def peer_plots(grid, cells, plot_dir: str) -> List[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import _mean_by_x, _save, val_curve
-
     os.makedirs(plot_dir, exist_ok=True)
     written: List[str] = []
     for setting in grid.settings:
@@ -201,7 +200,7 @@ def peer_plots(grid, cells, plot_dir: str) -> List[str]:
             cmap = plt.get_cmap("tab10")
             for i, label in enumerate(arm_order(acells)):
                 cs = [c for c in acells if c.label == label]
-                x, y = _mean_by_x([val_curve(c.run_dir) for c in cs])
+                x, y = mean_by_x([val_curve(c.run_dir) for c in cs])
                 if not len(x):
                     continue
                 color = cmap(i % 10)
@@ -214,5 +213,18 @@ def peer_plots(grid, cells, plot_dir: str) -> List[str]:
                    title=f"{setting.name}, {alg} (star: best, circle: final)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        _save(fig, plot_dir, f"{setting.name}_peers_val_acc.png", written)
+        save_figure(fig, plot_dir, f"{setting.name}_peers_val_acc.png", written)
     return written
+
+
+def write_peer_section(grid, cells, paths: Dict[str, Any]) -> bool:
+    """Append the peers section to ``paths['table']`` and draw its plots, for a grid with an
+    ``la`` arm or imbalance algorithms; False (nothing written) for other grids."""
+    if "la" not in grid.arms and tuple(grid.imb_algorithms) == ("none",):
+        return False
+    rows = paths.get("rows") or []
+    if rows:
+        peer_plots(grid, cells, paths["plots"])
+    with open(paths["table"], "a") as f:
+        f.write("\n\n" + "\n".join(peer_lines(grid, cells, rows)))
+    return True

@@ -180,7 +180,7 @@ def per_class_accuracy(run_dir: str, num_classes: int) -> Optional[np.ndarray]:
     return out
 
 
-def _mean_by_x(series: Sequence[tuple]):
+def mean_by_x(series: Sequence[tuple]):
     """Mean over runs of (x, y) series, on the union of x (runs missing an x are skipped there)."""
     acc: Dict[float, List[float]] = defaultdict(list)
     for xs, ys in series:
@@ -219,20 +219,20 @@ def make_plots(grid, cells, plot_dir: str) -> Dict[str, List[str]]:
         # validation accuracy over iterations
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for (alg, arm), cs in sorted(groups.items()):
-            x, y = _mean_by_x([val_curve(c.run_dir) for c in cs])
+            x, y = mean_by_x([val_curve(c.run_dir) for c in cs])
             if len(x):
                 ax.plot(x, 100 * y, label=f"{'hdl_' if arm == 'hdl' else ''}{alg} (n={len(cs)})",
                         **_style(grid.algorithms, alg, arm))
         ax.set(xlabel="iteration", ylabel="validation accuracy (%)", title=f"{setting.name}: validation accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        _save(fig, plot_dir, f"{setting.name}_val_acc.png", written[setting.name])
+        save_figure(fig, plot_dir, f"{setting.name}_val_acc.png", written[setting.name])
 
         hdl_groups = {k: v for k, v in sorted(groups.items()) if k[1] == "hdl"}
         refreshes = {k: [read_refreshes(c.run_dir) for c in cs] for k, cs in hdl_groups.items()}
         if any(any(r) for r in refreshes.values()):
             # per algorithm: mean over runs of each per-refresh quantity
-            series = {k: {key: _mean_by_x([([r["it"] for r in rs], [r.get(key) for r in rs]) for rs in runs])
+            series = {k: {key: mean_by_x([([r["it"] for r in rs], [r.get(key) for r in rs]) for rs in runs])
                           for key in ("hdl/pool_size", "hdl/pool_acc", "hdl/logit_acc_equal_coverage")}
                       for k, runs in refreshes.items()}
             # pool size and pool label accuracy over refreshes
@@ -248,7 +248,7 @@ def make_plots(grid, cells, plot_dir: str) -> Dict[str, List[str]]:
                 a.grid(alpha=0.3)
                 a.legend(fontsize=8)
             fig.suptitle(setting.name)
-            _save(fig, plot_dir, f"{setting.name}_hdl_pool.png", written[setting.name])
+            save_figure(fig, plot_dir, f"{setting.name}_hdl_pool.png", written[setting.name])
 
             # embedding votes against the model's own pseudo-labels at equal coverage
             fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -262,7 +262,7 @@ def make_plots(grid, cells, plot_dir: str) -> Dict[str, List[str]]:
                    title=f"{setting.name}: embedding vote vs logit pseudo-labels")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-            _save(fig, plot_dir, f"{setting.name}_vote_vs_logit.png", written[setting.name])
+            save_figure(fig, plot_dir, f"{setting.name}_vote_vs_logit.png", written[setting.name])
 
         if grid.per_class and setting.long_tailed:
             num_classes = int(_run_config(done[0].run_dir)["num_classes"])
@@ -282,13 +282,13 @@ def make_plots(grid, cells, plot_dir: str) -> Dict[str, List[str]]:
             ax.grid(alpha=0.3)
             if drew:
                 ax.legend(fontsize=8)
-                _save(fig, plot_dir, f"{setting.name}_per_class.png", written[setting.name])
+                save_figure(fig, plot_dir, f"{setting.name}_per_class.png", written[setting.name])
             else:
                 plt.close(fig)
     return dict(written)
 
 
-def _save(fig, plot_dir: str, name: str, written: List[str]) -> None:
+def save_figure(fig, plot_dir: str, name: str, written: List[str]) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
@@ -438,8 +438,10 @@ def write_table(grid, rows: Sequence[Dict[str, Any]], floors: Dict[str, List[Dic
         f.write("\n".join(lines))
 
 
-def write_report(grid, cells) -> Dict[str, str]:
-    """Write results.csv, floors.json, the plots and table.md for the finished ``cells``."""
+def write_report(grid, cells) -> Dict[str, Any]:
+    """Write results.csv, floors.json, the plots and table.md for the finished ``cells`` (the
+    peers section is :func:`.peers.write_peer_section`'s); returns the paths and, under
+    ``rows``, the results rows of every finished cell."""
     os.makedirs(grid.out_dir, exist_ok=True)
     all_rows = [r for r in (cell_row(c) for c in cells if c.refused is None) if r is not None]
     # the HDL − base tables and plots: the base and hdl arms without an imbalance algorithm
@@ -451,11 +453,5 @@ def write_report(grid, cells) -> Dict[str, str]:
     floors = setting_floors(core, paths["floors"], grid.floors_max_unlabeled) if grid.floors else {}
     plots = make_plots(grid, core, paths["plots"]) if rows else {}
     write_table(grid, rows, floors, plots, len(core), paths["table"])
-    if "la" in grid.arms or tuple(grid.imb_algorithms) != ("none",):
-        from .peers import peer_lines, peer_plots
-
-        if all_rows:
-            peer_plots(grid, cells, paths["plots"])
-        with open(paths["table"], "a") as f:
-            f.write("\n\n" + "\n".join(peer_lines(grid, cells, all_rows)))
+    paths["rows"] = all_rows
     return paths
