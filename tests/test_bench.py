@@ -38,6 +38,7 @@ def tiny_grid(tmp_path, **over):
     return str(path)
 
 
+@pytest.mark.slow
 def test_grid_runs_reports_resumes_and_skips_finished_cells(tmp_path, capsys):
     from semilearn.core.hooks import Hook
 
@@ -285,6 +286,7 @@ def test_shipped_bench_grids_resolve():
     assert (remix["uratio"], remix["lb_imb_ratio"], remix["include_lb_to_ulb"]) == (1, 150, False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, writer", [("fixmatch/fixmatch_svhn_40_0.yaml", "svhn"),
                                             ("hdl_fixmatch/hdl_fixmatch_stl10_40_0.yaml", "stl10")])
 def test_usb_protocol_svhn_stl10_configs_run_on_generated_standins(config, writer, tmp_path):
@@ -314,6 +316,7 @@ def test_usb_protocol_svhn_stl10_configs_run_on_generated_standins(config, write
         assert len(a.refresh_log) == 2
 
 
+@pytest.mark.slow
 def test_cifar10_lt_grid_cell_runs_on_generated_standin(tmp_path):
     from tests.fakedata import write_cifar10
 
@@ -436,6 +439,7 @@ def test_peers_axis_keeps_refused_pairs_with_their_reason_and_builds_the_la_arm(
         bench.load_grid(tiny_grid(tmp_path, overrides=dict(TINY, imb_algorithm="abc")))
 
 
+@pytest.mark.slow
 def test_peers_report_side_by_side_with_paired_differences(tmp_path):
     path = tiny_grid(tmp_path, algorithms=["fixmatch"], arms=["base", "la", "hdl"], seeds=[0, 1],
                      imb_algorithms=["none", "debiaspl", "cossl"], imb_arms=["base"], floors=False)

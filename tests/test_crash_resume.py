@@ -90,6 +90,7 @@ def test_fault_spec_is_checked():
         parse("stpe:1")
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     ref = hdl_train(tmp_path, "ref")
     assert ref.returncode == 0, ref.stderr[-2000:]

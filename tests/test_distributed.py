@@ -62,6 +62,7 @@ def two_process_run(tmp_path_factory):
     return d / "run", p
 
 
+@pytest.mark.slow
 def test_two_processes_hold_the_pool_one_process_computes(two_process_run, tmp_path):
     from hdl.algorithms.run.runner import load_run
 
@@ -112,6 +113,7 @@ def test_two_processes_hold_the_pool_one_process_computes(two_process_run, tmp_p
     assert pool.size == records[-1]["hdl/pool_size"]
 
 
+@pytest.mark.slow
 def test_a_two_process_checkpoint_resumes_in_one_process(two_process_run, tmp_path):
     import shutil
 
@@ -129,6 +131,7 @@ def test_a_two_process_checkpoint_resumes_in_one_process(two_process_run, tmp_pa
     assert [r["it"] for r in records] == [20, 40, 60] and "pool_sha256" not in records[-1]
 
 
+@pytest.mark.slow
 def test_a_two_process_run_stopped_and_resumed_with_two_processes_ends_bit_identical(two_process_run, tmp_path):
     from tests.test_exact_resume import assert_bit_identical
 

@@ -53,6 +53,7 @@ def test_default_run_names_tell_runs_apart():
     assert default_run_name({**base, "dataset": "digits", "data_dir": None}) == "hdl_fixmatch_digits_40_0"
 
 
+@pytest.mark.slow
 def test_an_existing_run_is_refused_without_overwrite(run):
     run_dir, _ = run
     p = command("hdl_train", "--config", CONFIG, *TINY, "--save_dir", str(run_dir.parent), "--save_name", "run")
@@ -61,6 +62,7 @@ def test_an_existing_run_is_refused_without_overwrite(run):
                                                  f"--overwrite True to replace it or --resume True to continue it")
 
 
+@pytest.mark.slow
 def test_commands_print_no_warning_lines(run, tmp_path):
     run_dir, train = run
     emb, lab = tmp_path / "e.npy", tmp_path / "l.npy"
@@ -79,6 +81,7 @@ def test_commands_print_no_warning_lines(run, tmp_path):
     assert loud.returncode == 0 and "Warning" in loud.stdout + loud.stderr  # -v shows them
 
 
+@pytest.mark.slow
 def test_results_tensorboard_and_refresh_log_agree(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -104,6 +107,7 @@ def test_results_tensorboard_and_refresh_log_agree(run):
     assert res["test_worst_class_acc_at_best_val"] == pytest.approx(min(want))
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_after_a_checkpoint_and_says_how_to_resume(tmp_path):
     args = ["--config", CONFIG, *TINY, "--num_train_iter", "100000", "--num_eval_iter", "100000",
             "--num_log_iter", "2", "--save_dir", str(tmp_path), "--save_name", "stop"]
@@ -131,6 +135,7 @@ def test_ctrl_c_stops_after_a_checkpoint_and_says_how_to_resume(tmp_path):
     assert json.loads((tmp_path / "stop" / "results.json").read_text())["iterations"] == it + 3
 
 
+@pytest.mark.slow
 def test_the_readme_own_data_example(tmp_path):
     """The README's own-data path: its snippet writes the .npz, the shipped config trains on it,
     then summary.py and hdl-eval read the run (shortened here to a few iterations)."""

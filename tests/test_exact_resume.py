@@ -10,6 +10,7 @@ import pytest
 import torch
 
 pytest.importorskip("semilearn")
+pytestmark = pytest.mark.slow  # every test trains, stops and resumes runs
 
 import hdl.algorithms  # noqa: E402,F401
 from hdl.algorithms.run import runner  # noqa: E402

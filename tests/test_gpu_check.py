@@ -14,6 +14,7 @@ pytest.importorskip("semilearn")
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
+@pytest.mark.slow
 def test_gpu_check_quick_on_the_cpu(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path), OMP_NUM_THREADS="1")
     env.pop("HDL_WHEELS", None)

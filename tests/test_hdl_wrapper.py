@@ -57,6 +57,7 @@ def test_registered_with_usb_and_get_config():
     assert args.hdl_k == "adaptive" and args.hdl_refresh_every == 200  # HDL's
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", BASES)
 def test_exactly_the_base_losses_before_warmup_and_when_disabled(base, tmp_path, device):
     ref, _ = run_losses(make_args(base, tmp_path, "base", device, algorithm=base))
@@ -73,6 +74,7 @@ def test_exactly_the_base_losses_before_warmup_and_when_disabled(base, tmp_path,
     assert (a.hdl_state.diagnostics.raw_feat.abs().sum(dim=1) > 0).any()  # ...but keep the features for the logit diagnostics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", BASES)
 def test_refresh_checkpoint_resume(base, tmp_path, device):
     args = make_args(base, tmp_path, "run", device, algorithm=f"hdl_{base}", num_train_iter=6, num_eval_iter=3,
@@ -328,6 +330,7 @@ def test_checkpoints_before_the_pool_object_load(tmp_path):
         a.hdl_state.load_state_dict(flat)
 
 
+@pytest.mark.slow
 def test_an_approximate_graph_logs_its_recall(tmp_path):
     pytest.importorskip("faiss")
     args = make_args("fixmatch", tmp_path, "ann", algorithm="hdl_fixmatch", num_train_iter=3, hdl_warmup_iter=3,
@@ -462,6 +465,7 @@ def test_blend_injection_at_weight_0_takes_the_models_labels(tmp_path):
     assert rec["hdl/blend_changed"] >= 1
 
 
+@pytest.mark.slow
 def test_blend_with_the_ema_model_at_weight_0_takes_the_ema_heads_labels(tmp_path):
     from hdl.algorithms.usb.embedding import embed_training_set
 
@@ -490,6 +494,7 @@ def test_blend_with_the_ema_model_at_weight_0_takes_the_ema_heads_labels(tmp_pat
     assert rec["hdl/blend_changed"] >= 1
 
 
+@pytest.mark.slow
 def test_blend_with_the_balanced_ema_model_at_weight_0(tmp_path):
     """hdl_blend_prior balanced (hdl_loss_prior none), weight 0: every pool label is the argmax of the EMA head's
     probabilities divided by their mean over the pool (computed here another way: the EMA model
@@ -518,6 +523,7 @@ def test_blend_with_the_balanced_ema_model_at_weight_0(tmp_path):
     assert torch.allclose(a.pool.agreement[pool_ids], conf, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_blend_with_the_graph_smoothed_ema_model_at_weight_0(tmp_path, monkeypatch):
     """hdl_blend_model ema_graph, weight 0, prior none: every refreshed pool label is the argmax of
     hdl.blend.neighbourhood_mean over the refresh's graph of the EMA head's probabilities of every
@@ -575,6 +581,7 @@ def test_prior_adjusted_loss_on_paper():
     assert loss(logits, target, "ce", mask=mask).item() == pytest.approx(-0.5 * math.log(0.25))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", BASES)
 def test_loss_prior_shifts_the_unlabeled_losses_only_on_steps_with_targets(base, tmp_path):
     """hdl_loss_prior adjusted: before the first refresh the losses are the base's exactly; on every
@@ -633,6 +640,7 @@ def ema_head_logits(a, ids):
         return a.ema_model(feats[pos[ids]], only_fc=True)
 
 
+@pytest.mark.slow
 def test_blend_with_the_loss_prior_takes_the_model_as_the_loss_trained_it(tmp_path):
     """hdl_loss_prior adjusted, blend weight 0, prior none: at the second refresh every pool label
     is the argmax of the EMA head's probabilities times the prior in force since the first refresh
@@ -672,6 +680,7 @@ def test_auto_priors_resolve_by_the_bases_unlabeled_loss(base, use, loss, blend,
     assert (b.hdl.loss_prior, b.hdl.blend_prior) == ("none", "none")
 
 
+@pytest.mark.slow
 def test_until_prior_blends_the_balanced_model_until_a_loss_prior_is_in_force(tmp_path):
     """hdl_blend_prior until_prior with the adjusted loss, weight 0: at the first refresh (no prior
     in force) the pool labels are the argmax of the EMA head's probabilities divided by their mean

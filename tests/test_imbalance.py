@@ -58,6 +58,7 @@ def spy_device_layer(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("imb,alg", COMBOS)
 def test_train_evaluate_save_resume(imb, alg, tmp_path, spy_device_layer):
     torch.set_num_threads(1)

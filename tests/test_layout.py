@@ -1,5 +1,6 @@
 """The layout rules of the README's Layout section: imports only downwards, no cycles, no module
-imports a command-line module, every package is installed."""
+imports a command-line module, every package is installed; and one rule of the test suite: a test
+that starts a process is marked slow."""
 import ast
 import os
 import re
@@ -124,3 +125,79 @@ def test_every_package_is_listed_in_pyproject():
     listed = set(re.findall(r'"(hdl[\w.]*)"', text.split("packages = [", 1)[1].split("]", 1)[0]))
     packages = {m for m, p in modules().items() if p.endswith("__init__.py")}
     assert packages == listed, f"not listed: {packages - listed}; listed but absent: {listed - packages}"
+
+
+# ----------------------------------------------------------------------------- the slow marker
+# A test that starts a process (hdl-train, torchrun, a script) belongs to the slow tier, which
+# `-m "not slow"` leaves out. A test file whose source names `subprocess.` or `torchrun` is checked
+# test by test: a test that starts a process itself, or through a fixture or helper function of its
+# file, must be marked slow (its own decorator or the module's pytestmark).
+LAUNCH_TEXT = re.compile(r"subprocess\.|torchrun")
+
+
+def _is_slow_mark(expr):
+    return ast.unparse(expr).split("(")[0].endswith("mark.slow")
+
+
+def _starts_a_process(fn):
+    """The function's own code calls into subprocess or names torchrun as a command."""
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "subprocess":
+            return True
+        if isinstance(node, ast.Constant) and node.value in ("torchrun", "torch.distributed.run"):
+            return True
+    return False
+
+
+def unmarked_process_tests(source):
+    """(tests that start a process without the slow mark, whether any test of the source is slow)."""
+    tree = ast.parse(source)
+    funcs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    module_slow = any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in n.targets)
+                      and any(_is_slow_mark(e) for e in ast.walk(n.value) if isinstance(e, (ast.Attribute, ast.Call)))
+                      for n in tree.body)
+
+    def uses(fn):  # names the function refers to, its arguments (fixtures) included
+        return {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)} | {a.arg for a in ast.walk(fn)
+                                                                          if isinstance(a, ast.arg)}
+
+    def starts(name, seen):
+        fn = funcs[name]
+        return _starts_a_process(fn) or any(starts(u, seen | {u}) for u in (uses(fn) & funcs.keys()) - seen)
+
+    tests = {name: fn for name, fn in funcs.items() if name.startswith("test")}
+    slow = {name for name, fn in tests.items() if module_slow or any(_is_slow_mark(d) for d in fn.decorator_list)}
+    return sorted(name for name in tests if name not in slow and starts(name, {name})), bool(slow)
+
+
+def test_the_checker_finds_an_unmarked_process_test():
+    src = ("import subprocess, pytest\n"
+           "def helper():\n    return subprocess.run(['true'])\n"
+           "@pytest.fixture\ndef ran():\n    return helper()\n"
+           "def test_direct():\n    subprocess.run(['true'])\n"
+           "def test_through_a_fixture(ran):\n    pass\n"
+           "def test_torchrun():\n    cmd = ['torchrun', 'x.py']\n"
+           "def test_unit():\n    assert 'launch with torchrun'\n"
+           "@pytest.mark.slow\ndef test_marked():\n    helper()\n")
+    assert unmarked_process_tests(src) == (["test_direct", "test_through_a_fixture", "test_torchrun"], True)
+    assert unmarked_process_tests("import pytest\npytestmark = pytest.mark.slow\n" + src.split("\n", 1)[1]) == \
+        ([], True)
+    assert unmarked_process_tests("import pytest\npytestmark = [pytest.mark.slow]\n" + src.split("\n", 1)[1]) == \
+        ([], True)
+
+
+def test_tests_that_start_processes_are_marked_slow():
+    here = os.path.abspath(__file__)
+    checked = []
+    for name in sorted(os.listdir(os.path.join(ROOT, "tests"))):
+        path = os.path.join(ROOT, "tests", name)
+        if not (name.startswith("test_") and name.endswith(".py")) or path == here:
+            continue
+        source = open(path).read()
+        if not LAUNCH_TEXT.search(source):
+            continue
+        unmarked, any_slow = unmarked_process_tests(source)
+        assert not unmarked, f"{name}: these tests start a process; mark them @pytest.mark.slow: {unmarked}"
+        assert any_slow, f"{name} starts processes but none of its tests is marked slow"
+        checked.append(name)
+    assert checked  # the suite has process tests; finding none means the search is broken

@@ -23,6 +23,7 @@ def log_shares(labels, num_classes):
     return (counts / counts.sum()).log()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", BASES)
 def test_la_shifts_every_unlabeled_loss_after_the_first_estimate(base, tmp_path):
     """Before the first estimate the losses are the base's exactly; every later consistency-loss

@@ -146,6 +146,7 @@ def test_image_folder_run_writes_file_names_from_one_data_load(tmp_path):
     assert len(set(r["file"] for r in rows)) == len(rows) == 36 - 6  # every image once, validation excluded
 
 
+@pytest.mark.slow
 def test_replay_refresh_recomputes_the_blend_of_a_saved_run(tmp_path):
     """scripts/replay_refresh.py recomputes the last refresh of a saved run from scratch: at blend
     weight 0 with the EMA model (the defaults otherwise) the run's own pool labels are the EMA head's,

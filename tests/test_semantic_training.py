@@ -83,6 +83,7 @@ def test_pmi_embedding_is_aligned_to_the_previous_one():
 
 
 # ---------------------------------------------------------------- training
+@pytest.mark.slow
 @pytest.mark.parametrize("base", ["fixmatch", "mixmatch"])
 def test_none_and_identity_sal_are_bitwise_the_base(base, tmp_path):
     ref, _ = run_losses(make_args(base, tmp_path, "base", algorithm=base, num_train_iter=5))
@@ -101,6 +102,7 @@ def test_flat_hace_is_cross_entropy(tmp_path):
     assert hace[0]["train/sup_loss"] == pytest.approx(ref[0]["train/sup_loss"], abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base,mode", [("fixmatch", "sal"), ("fixmatch", "hace"), ("fixmatch", "pmi"),
                                        ("mixmatch", "sal"), ("remixmatch", "pmi")])
 def test_semantic_losses_train(base, mode, tmp_path, two_level):
@@ -124,6 +126,7 @@ def test_semantic_losses_train(base, mode, tmp_path, two_level):
         assert "train/pmi_loss" in losses[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["hace", "pmi"])
 def test_checkpoint_resume_restores_the_head(mode, tmp_path, two_level):
     args = args_for("fixmatch", tmp_path, "run", semantic_loss=mode, semantic_tree=two_level, num_eval_iter=2)

@@ -215,6 +215,7 @@ def test_every_shipped_config_resolves():
         assert ns.algorithm.replace("hdl_", "") in SUPPORTED_BASES, f
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alg", ["fixmatch", "hdl_fixmatch"])
 def test_usb_protocol_cifar10_config_runs_on_generated_standin(alg, tmp_path):
     """The GPU-scale CIFAR-10 config (WRN-28-2) runs two iterations on a stand-in in the published format."""
