@@ -147,6 +147,7 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
         if key in IGNORED_KEYS:
             warnings.warn(f"config key {key!r} has no effect here ({IGNORED_KEYS[key]}); ignored", stacklevel=2)
             cfg.pop(key)
+    cfg = config_keys.without_removed(cfg)  # a removed key at its old default is dropped, else refused
 
     unknown = [k for k in cfg if k not in defaults]
     if unknown:
