@@ -114,7 +114,8 @@ def _declared() -> Dict[str, Key]:
         Key("hdl_use", "hdl", "target", lambda v: v in HDL_USES, f"one of {list(HDL_USES)}",
             "target: HDL labels replace the model's pseudo-labels; pool: they join the labeled batches"),
         Key("hdl_embed", "hdl", "ema_pass", lambda v: v in HDL_EMBEDS, f"one of {list(HDL_EMBEDS)}",
-            "ema_pass: re-embed the training set with the EMA model at each refresh; bank: train-step features"),
+            "ema_pass: re-embed the training set with the EMA model at each refresh; bank: train-step features "
+            "(with hdl_inject blend it needs hdl_blend_model train)"),
         Key("hdl_gt_ratio", "hdl", 0.5, lambda v: _real(v) and 0 < v <= 1, "a number in (0, 1]",
             "pool mode: least share of ground truth per labeled batch", float),
         Key("hdl_min_agreement", "hdl", 0.0, lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]",
@@ -131,8 +132,8 @@ def _declared() -> Dict[str, Key]:
             float),
         Key("hdl_blend_model", "hdl", "ema", lambda v: v in HDL_BLEND_MODELS, f"one of {list(HDL_BLEND_MODELS)}",
             "hdl_inject blend: the model probabilities blended: ema: the EMA model's head on the refresh's own "
-            "EMA embedding of every sample (needs hdl_embed ema_pass, else train); train: the training model's head "
-            "on each sample's latest weak-view features from the train steps"),
+            "EMA embedding of every sample (needs hdl_embed ema_pass); train: the training model's head on each "
+            "sample's latest weak-view features from the train steps (the one allowed with hdl_embed bank)"),
         Key("hdl_blend_prior", "hdl", "auto", lambda v: v in HDL_BLEND_PRIORS, f"one of {list(HDL_BLEND_PRIORS)}",
             "hdl_inject blend: none: the model's probabilities as they are; balanced: divided by their mean over "
             "the pool (the model's class shares) and renormalised, so that the blend does not take the head "
@@ -212,6 +213,10 @@ def _declared() -> Dict[str, Key]:
 
 KEYS: Dict[str, Key] = _declared()
 
+# the keys read only by hdl_inject: blend
+BLEND_KEYS = tuple(n for n in KEYS if n.startswith("hdl_blend_"))
+
+
 @dataclass(frozen=True)
 class Removed:
     """A key, or some values of a key, taken out of the project.  ``values``: the removed values of
@@ -255,6 +260,26 @@ def without_removed(cfg: Mapping[str, Any]) -> Dict[str, Any]:
         elif value in gone.values:
             raise ValueError(f"{name}: {value!r} was removed in {gone.version} ({gone.why})")
     return out
+
+
+def check_combinations(cfg: Mapping[str, Any]) -> None:
+    """Refuse the HDL keys of ``cfg`` (missing: defaults) that another key makes meaningless: an
+    ``hdl_blend_*`` key off its default while ``hdl_inject`` is not ``blend``, and
+    ``hdl_blend_model: ema`` with ``hdl_embed: bank`` (the bank keeps no EMA embedding to feed the
+    EMA head).  ValueError, one line naming both keys."""
+    def get(name):
+        return cfg.get(name, KEYS[name].default)
+
+    inject = get("hdl_inject")
+    if inject != "blend":
+        for name in BLEND_KEYS:
+            if get(name) != KEYS[name].default:
+                raise ValueError(f"{name}: {get(name)!r} is read only with hdl_inject: blend, got hdl_inject: "
+                                 f"{inject!r}; leave {name} at its default {KEYS[name].default!r} or set "
+                                 f"hdl_inject: blend")
+    elif get("hdl_blend_model") == "ema" and get("hdl_embed") == "bank":
+        raise ValueError("hdl_blend_model: 'ema' needs hdl_embed: ema_pass, got hdl_embed: 'bank'; with "
+                         "hdl_embed: bank set hdl_blend_model: train")
 
 
 # ---------------------------------------------------------------------- USB's own keys
@@ -401,13 +426,23 @@ def saved_config_defaults(cfg: Dict[str, Any]) -> Dict[str, Any]:
       (:func:`without_removed`);
     * every key it lacks that has a ``saved`` value is set to that value, where ``cfg`` has other
       keys of that key's group (a base algorithm's run has no HDL keys and gets none): a run saved
-      before the key existed is rebuilt as it ran, not with today's default.
+      before the key existed is rebuilt as it ran, not with today's default;
+    * where ``hdl_inject`` is not ``blend`` the ``hdl_blend_*`` keys, which the run never read, are
+      dropped; with ``hdl_inject: blend`` and ``hdl_embed: bank``, ``hdl_blend_model: ema`` becomes
+      ``train``, what such a run blended before that pair was refused (:func:`check_combinations`).
     """
     out = without_removed(cfg)
     groups = {k.group for k in KEYS.values() if k.name in out}  # a base algorithm's run has no hdl keys
     for k in KEYS.values():
         if k.saved is not None and k.name not in out and k.group in groups:
             out[k.name] = k.saved
+    if "hdl" in groups:
+        if out.get("hdl_inject", KEYS["hdl_inject"].default) != "blend":
+            for name in BLEND_KEYS:
+                out.pop(name, None)
+        elif out.get("hdl_embed", KEYS["hdl_embed"].default) == "bank" and \
+                out.get("hdl_blend_model", KEYS["hdl_blend_model"].default) == "ema":
+            out["hdl_blend_model"] = "train"
     return out
 
 

@@ -65,7 +65,7 @@ def test_exactly_the_base_losses_before_warmup_and_when_disabled(base, tmp_path,
     assert len(ref) == 20
     assert ref == off
     early_bank, b = run_losses(make_args(base, tmp_path, "early_bank", device, algorithm=f"hdl_{base}",
-                                         hdl_warmup_iter=1000, hdl_embed="bank"))
+                                         hdl_warmup_iter=1000, hdl_embed="bank", hdl_blend_model="train"))
     assert ref == early
     assert ref == early_bank
     assert b.bank.num_filled > 0  # the bank was fed from the base's own features meanwhile

@@ -80,7 +80,8 @@ def hdl_arguments():
 
 @dataclass(frozen=True)
 class HDLSettings:
-    """HDL's keys, read once from USB's ``args`` and validated by the key table.
+    """HDL's keys, read once from USB's ``args`` and validated by the key table (each key, and the
+    combinations of :func:`hdl.config_keys.check_combinations`).
 
     ``labeling``: the options of :func:`hdl.refresh.refresh` (``k_max``, ``backend`` and every
     ``hdl_label`` option) from the ``hdl_*`` labeling keys."""
@@ -117,6 +118,7 @@ class HDLSettings:
     def from_args(cls, args) -> "HDLSettings":
         table = config_keys.keys(["hdl", "labeling"])
         v = {name: key.validate(getattr(args, name, key.default)) for name, key in table.items()}
+        config_keys.check_combinations(v)
         labeling = config_keys.labeling_options(v)
         if labeling["k"] != "adaptive" and labeling["k"] > labeling["k_max"]:
             raise ValueError(f"hdl_k: expected 1 <= hdl_k <= hdl_k_max={labeling['k_max']}, got {labeling['k']}")
@@ -414,11 +416,10 @@ class HDLMixin:
         (:mod:`hdl.blend`), ``v`` the label distribution of the sample's closed neighbourhood (itself
         and its first ``chosen_k`` graph neighbours, given and HDL labels, cosine weights), ``p`` the
         model's probabilities, ``w = hdl_blend_weight``; its agreement becomes the blend's winning
-        score.  ``p`` (``hdl_blend_model``): ``ema`` (with ``hdl_embed: ema_pass``) the EMA model's
+        score.  ``p`` (``hdl_blend_model``): ``ema`` (needs ``hdl_embed: ema_pass``) the EMA model's
         head on this refresh's EMA embedding of the sample (:meth:`_ema_probabilities`: clean view,
-        the model USB evaluates); ``train`` (and with ``hdl_embed: bank``) the training model's head
-        on the sample's latest weak-view features from the train steps, where samples no step has
-        seen keep HDL's label.
+        the model USB evaluates); ``train`` the training model's head on the sample's latest
+        weak-view features from the train steps, where samples no step has seen keep HDL's label.
         Where the labeling calibrated its confidence (the held-out k) ``v`` is
         :func:`hdl.blend.calibrated_votes`: the labeler's calibrated confidence on HDL's label, the
         rest over the other voted classes.  With
@@ -438,7 +439,7 @@ class HDLMixin:
         if conf is not None:
             dev = votes.device
             votes = calibrated_votes(votes, r.result.labels.to(dev)[rows.to(dev)], conf.to(dev)[rows.to(dev)])
-        if self.hdl.blend_model == "ema" and self._ema_norms is not None:
+        if self.hdl.blend_model == "ema":
             probs = self._ema_probabilities(pool_ids).to(votes.device)
             seen = torch.ones(len(pool_ids), dtype=torch.bool, device=pool_ids.device)
         else:
