@@ -112,7 +112,8 @@ def _declared() -> Dict[str, Key]:
         Key("hdl_refresh_every", "hdl", 200, lambda v: _int(v) and v >= 1, "an int >= 1",
             "iterations between refreshes", int),
         Key("hdl_use", "hdl", "target", lambda v: v in HDL_USES, f"one of {list(HDL_USES)}",
-            "target: HDL labels replace the model's pseudo-labels; pool: they join the labeled batches"),
+            "target: HDL labels replace the model's pseudo-labels; pool: they join the labeled batches (pool: "
+            "experimental: not measured)"),
         Key("hdl_embed", "hdl", "ema_pass", lambda v: v in HDL_EMBEDS, f"one of {list(HDL_EMBEDS)}",
             "ema_pass: re-embed the training set with the EMA model at each refresh; bank: train-step features "
             "(with hdl_inject blend it needs hdl_blend_model train)"),
@@ -149,7 +150,8 @@ def _declared() -> Dict[str, Key]:
             "freematch, remixmatch) in target mode, else none (mixmatch's squared error, pool mode)",
             saved="none"),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
-            "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
+            "target mode: the mask of an HDL-labeled row is its agreement instead of 1 (experimental: not measured)",
+            parse_bool),
         Key("hdl_bank_dtype", "hdl", "float32", lambda v: v in BANK_DTYPES, f"one of {list(BANK_DTYPES)}",
             "stored type of the embedding bank's rows (float16 halves its memory; the search runs in float32)"),
         Key("hdl_k_max", "labeling", 50, lambda v: _int(v) and v >= 1, "an int >= 1",
