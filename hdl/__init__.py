@@ -7,4 +7,4 @@ imports ``semilearn``.  ``import hdl.algorithms`` loads the USB adapters and reg
 ``hdl_*`` algorithms in USB's registry.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

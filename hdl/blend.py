@@ -17,17 +17,19 @@ the other classes in proportion to their votes (evenly where they have none).  A
 no probability: on the Fashion-MNIST LT-100 runs its mean winning share was 0.92-0.95 where the
 labels were 78-85% correct, while the labeler's held-out calibrated confidence averaged 0.75-0.89;
 blended as it is, an overconfident vote outweighs a calibrated model on the samples where the two
-disagree (``hdl_blend_votes: calibrated``, the default, uses this; ``raw`` the vote shares).
+disagree (``hdl_inject: blend`` uses this wherever the labeling calibrated its confidence;
+blending the raw vote shares, ``hdl_blend_votes: raw``, was removed in 0.2.0).
 
 ``neighbourhood_mean(graph_sims, graph_idx, probs, k, rows)`` smooths a model's probabilities
 over the graph: for each of ``rows``, the cosine-weighted (max(sim, 0)) mean of the rows of
 ``probs`` of its closed neighbourhood (itself with weight 1 and its first ``k`` graph neighbours,
-the neighbourhood of :func:`neighbourhood_votes`).  ``hdl_blend_model: ema_graph`` blends these
-(the EMA head's probabilities of every graph row, smoothed); replayed on the Fashion-MNIST LT-100
-runs they were the most accurate pool labels of all the columns (``scripts/replay_refresh.py``,
-``ema~graph``), and the most head-biased but one.  Not the default: in training on that grid
-(with ``hdl_blend_prior: none``) the test accuracy was level with the unadjusted ``ema`` blend
-and below the default on all 12 runs (``results/inject_rule/fmnist_lt100_ema_graph_none``).
+the neighbourhood of :func:`neighbourhood_votes`); ``scripts/replay_refresh.py`` scores it
+(``ema~graph``, the EMA head's probabilities of every graph row, smoothed).  Replayed on the
+Fashion-MNIST LT-100 runs these were the most accurate pool labels of all the columns, and the
+most head-biased but one; blended in training (``hdl_blend_model: ema_graph``, with
+``hdl_blend_prior: none``) the test accuracy was level with the unadjusted ``ema`` blend and below
+the default on all 12 runs (``results/inject_rule/fmnist_lt100_ema_graph_none``), so that option
+was removed in 0.2.0.
 
 ``balanced_probabilities(probs)`` divides a model's probabilities by their mean over the rows
 (the model's own estimate of the class shares) and renormalises each row: the posterior the model

@@ -27,7 +27,7 @@ import argparse
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 from hdl.ann import INDEXES
 from hdl.bank import DTYPES as BANK_DTYPES
@@ -38,8 +38,7 @@ GROUPS = ("hdl", "labeling", "semantic", "run")
 HDL_USES = ("target", "pool")
 HDL_EMBEDS = ("bank", "ema_pass")
 HDL_INJECTS = ("all", "confident", "calibrated", "blend")
-HDL_BLEND_VOTES = ("calibrated", "raw")
-HDL_BLEND_MODELS = ("ema", "ema_graph", "train")
+HDL_BLEND_MODELS = ("ema", "train")
 HDL_BLEND_PRIORS = ("auto", "none", "balanced", "until_prior")
 HDL_LOSS_PRIORS = ("auto", "none", "adjusted")
 LA_PRIORS = ("none", "model")
@@ -113,9 +112,11 @@ def _declared() -> Dict[str, Key]:
         Key("hdl_refresh_every", "hdl", 200, lambda v: _int(v) and v >= 1, "an int >= 1",
             "iterations between refreshes", int),
         Key("hdl_use", "hdl", "target", lambda v: v in HDL_USES, f"one of {list(HDL_USES)}",
-            "target: HDL labels replace the model's pseudo-labels; pool: they join the labeled batches"),
+            "target: HDL labels replace the model's pseudo-labels; pool: they join the labeled batches (pool: "
+            "experimental: not measured)"),
         Key("hdl_embed", "hdl", "ema_pass", lambda v: v in HDL_EMBEDS, f"one of {list(HDL_EMBEDS)}",
-            "ema_pass: re-embed the training set with the EMA model at each refresh; bank: train-step features"),
+            "ema_pass: re-embed the training set with the EMA model at each refresh; bank: train-step features "
+            "(with hdl_inject blend it needs hdl_blend_model train)"),
         Key("hdl_gt_ratio", "hdl", 0.5, lambda v: _real(v) and 0 < v <= 1, "a number in (0, 1]",
             "pool mode: least share of ground truth per labeled batch", float),
         Key("hdl_min_agreement", "hdl", 0.0, lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]",
@@ -130,15 +131,10 @@ def _declared() -> Dict[str, Key]:
         Key("hdl_blend_weight", "hdl", 0.5, lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]",
             "hdl_inject blend: weight of HDL's neighbourhood distribution against the model's probabilities",
             float),
-        Key("hdl_blend_votes", "hdl", "calibrated", lambda v: v in HDL_BLEND_VOTES, f"one of {list(HDL_BLEND_VOTES)}",
-            "hdl_inject blend: calibrated: the neighbourhood distribution puts the labeler's held-out calibrated "
-            "confidence on HDL's label and spreads the rest over the other voted classes; raw: the vote shares"),
         Key("hdl_blend_model", "hdl", "ema", lambda v: v in HDL_BLEND_MODELS, f"one of {list(HDL_BLEND_MODELS)}",
             "hdl_inject blend: the model probabilities blended: ema: the EMA model's head on the refresh's own "
-            "EMA embedding of every sample (needs hdl_embed ema_pass, else train); ema_graph: those probabilities "
-            "averaged over the sample's graph neighbourhood (hdl.blend.neighbourhood_mean; needs ema_pass, else "
-            "train); train: the training model's "
-            "head on each sample's latest weak-view features from the train steps"),
+            "EMA embedding of every sample (needs hdl_embed ema_pass); train: the training model's head on each "
+            "sample's latest weak-view features from the train steps (the one allowed with hdl_embed bank)"),
         Key("hdl_blend_prior", "hdl", "auto", lambda v: v in HDL_BLEND_PRIORS, f"one of {list(HDL_BLEND_PRIORS)}",
             "hdl_inject blend: none: the model's probabilities as they are; balanced: divided by their mean over "
             "the pool (the model's class shares) and renormalised, so that the blend does not take the head "
@@ -154,7 +150,8 @@ def _declared() -> Dict[str, Key]:
             "freematch, remixmatch) in target mode, else none (mixmatch's squared error, pool mode)",
             saved="none"),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
-            "target mode: the mask of an HDL-labeled row is its agreement instead of 1", parse_bool),
+            "target mode: the mask of an HDL-labeled row is its agreement instead of 1 (experimental: not measured)",
+            parse_bool),
         Key("hdl_bank_dtype", "hdl", "float32", lambda v: v in BANK_DTYPES, f"one of {list(BANK_DTYPES)}",
             "stored type of the embedding bank's rows (float16 halves its memory; the search runs in float32)"),
         Key("hdl_k_max", "labeling", 50, lambda v: _int(v) and v >= 1, "an int >= 1",
@@ -217,6 +214,74 @@ def _declared() -> Dict[str, Key]:
 
 
 KEYS: Dict[str, Key] = _declared()
+
+# the keys read only by hdl_inject: blend
+BLEND_KEYS = tuple(n for n in KEYS if n.startswith("hdl_blend_"))
+
+
+@dataclass(frozen=True)
+class Removed:
+    """A key, or some values of a key, taken out of the project.  ``values``: the removed values of
+    a key that stays; None: the whole key is gone, and ``kept`` is the value that behaves as the
+    software does now (its old default), which a saved run may hold and still load."""
+
+    version: str
+    why: str
+    values: Optional[Tuple[Any, ...]] = None
+    kept: Any = None
+
+
+# The one table of removed keys and values (read by :func:`without_removed`).
+REMOVED: Dict[str, Removed] = {
+    "hdl_adaptive_rule": Removed("0.2.0", "hdl_k adaptive always uses the held-out rule, measured ahead of "
+                                 "'agreement' and 'loo' in results/labeling_suite", kept="heldout"),
+    "hdl_delta": Removed("0.2.0", "the parameter of the removed adaptive rule 'agreement'", kept=0.2),
+    "hdl_k_cap": Removed("0.2.0", "the adaptive k is always capped at the smallest class, measured ahead of no cap "
+                         "in results/labeling_suite", kept="smallest_class"),
+    "hdl_blend_votes": Removed("0.2.0", "the blend always uses the calibrated votes", kept="calibrated"),
+    "hdl_blend_model": Removed("0.2.0", "below the default 'ema' on all 12 runs of "
+                               "results/inject_rule/fmnist_lt100_ema_graph_none; allowed: 'ema', 'train'",
+                               values=("ema_graph",)),
+}
+
+
+def without_removed(cfg: Mapping[str, Any]) -> Dict[str, Any]:
+    """A copy of ``cfg`` (a config, or a run's saved config) without the removed keys of
+    :data:`REMOVED` that hold the value that behaves as today (their old default, so the run is
+    unchanged); ValueError, one line naming the key, the value and the version that removed it,
+    for any other value of a removed key and for a removed value."""
+    out = dict(cfg)
+    for name, gone in REMOVED.items():
+        if name not in out:
+            continue
+        value = out[name]
+        if gone.values is None and value == gone.kept:
+            del out[name]
+        elif gone.values is None:
+            raise ValueError(f"{name}: {value!r} was removed in {gone.version} (the key is gone; {gone.why})")
+        elif value in gone.values:
+            raise ValueError(f"{name}: {value!r} was removed in {gone.version} ({gone.why})")
+    return out
+
+
+def check_combinations(cfg: Mapping[str, Any]) -> None:
+    """Refuse the HDL keys of ``cfg`` (missing: defaults) that another key makes meaningless: an
+    ``hdl_blend_*`` key off its default while ``hdl_inject`` is not ``blend``, and
+    ``hdl_blend_model: ema`` with ``hdl_embed: bank`` (the bank keeps no EMA embedding to feed the
+    EMA head).  ValueError, one line naming both keys."""
+    def get(name):
+        return cfg.get(name, KEYS[name].default)
+
+    inject = get("hdl_inject")
+    if inject != "blend":
+        for name in BLEND_KEYS:
+            if get(name) != KEYS[name].default:
+                raise ValueError(f"{name}: {get(name)!r} is read only with hdl_inject: blend, got hdl_inject: "
+                                 f"{inject!r}; leave {name} at its default {KEYS[name].default!r} or set "
+                                 f"hdl_inject: blend")
+    elif get("hdl_blend_model") == "ema" and get("hdl_embed") == "bank":
+        raise ValueError("hdl_blend_model: 'ema' needs hdl_embed: ema_pass, got hdl_embed: 'bank'; with "
+                         "hdl_embed: bank set hdl_blend_model: train")
 
 
 # ---------------------------------------------------------------------- USB's own keys
@@ -357,15 +422,29 @@ def help_text(groups: Iterable[str] = GROUPS) -> str:
 
 
 def saved_config_defaults(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """``cfg`` (a run's saved config) with every key it lacks that has a ``saved`` value set to
-    that value, where ``cfg`` has other keys of that key's group (a base algorithm's run has no
-    HDL keys and gets none): a run saved before the key existed is rebuilt as it ran, not with
-    today's default."""
-    out = dict(cfg)
-    groups = {k.group for k in KEYS.values() if k.name in cfg}  # a base algorithm's run has no hdl keys
+    """``cfg`` (a run's saved config) rebuilt as the run ran, in today's keys:
+
+    * removed keys at their old default are dropped, any other removed key or value is refused
+      (:func:`without_removed`);
+    * every key it lacks that has a ``saved`` value is set to that value, where ``cfg`` has other
+      keys of that key's group (a base algorithm's run has no HDL keys and gets none): a run saved
+      before the key existed is rebuilt as it ran, not with today's default;
+    * where ``hdl_inject`` is not ``blend`` the ``hdl_blend_*`` keys, which the run never read, are
+      dropped; with ``hdl_inject: blend`` and ``hdl_embed: bank``, ``hdl_blend_model: ema`` becomes
+      ``train``, what such a run blended before that pair was refused (:func:`check_combinations`).
+    """
+    out = without_removed(cfg)
+    groups = {k.group for k in KEYS.values() if k.name in out}  # a base algorithm's run has no hdl keys
     for k in KEYS.values():
         if k.saved is not None and k.name not in out and k.group in groups:
             out[k.name] = k.saved
+    if "hdl" in groups:
+        if out.get("hdl_inject", KEYS["hdl_inject"].default) != "blend":
+            for name in BLEND_KEYS:
+                out.pop(name, None)
+        elif out.get("hdl_embed", KEYS["hdl_embed"].default) == "bank" and \
+                out.get("hdl_blend_model", KEYS["hdl_blend_model"].default) == "ema":
+            out["hdl_blend_model"] = "train"
     return out
 
 

@@ -94,7 +94,7 @@ class HierarchicalDynamicLabeling(ClassifierMixin, BaseEstimator):
 
     Parameters (generated from ``hdl.labeling.OPTION_TABLE`` and ``DEFAULT_OPTIONS``; ``k_max``
     and ``backend`` as in ``hdl.relabel.relabel``; meanings: ``hdl/labeling.py``'s module
-    docstring; ``class_similarity`` and ``class_groups`` index classes in ``classes_`` order):
+    docstring):
 
 {parameters}
 
@@ -120,7 +120,7 @@ class HierarchicalDynamicLabeling(ClassifierMixin, BaseEstimator):
             after labeling, leaving each sample out of its own vote.  Rows sum to 1 (all zeros
             only when no other training sample carries a label).  Its argmax usually equals
             ``transduction_`` but need not: HDL labels a sample from the neighbours labeled before
-            it (with the level order, quota, prototype and hierarchy rules); ``agreement_`` is the
+            it (with the level order, quota and prototype rules); ``agreement_`` is the
             share of that vote.
         chosen_k_: int, the k used for the votes (the adaptive choice or the fixed ``k``).
         n_iter_: int, labeling rounds run (0 when nothing was labeled).
@@ -130,8 +130,7 @@ class HierarchicalDynamicLabeling(ClassifierMixin, BaseEstimator):
     (cosine) training samples that carry a label, weighted by ``weighting`` / ``gamma``; when all
     of them weigh 0 (e.g. negative similarities under cosine weights) each counts 1.  Fewer
     labeled training samples than ``chosen_k_``: all of them vote.  ``predict(X)``: the class
-    with the largest share (ties: the first in ``classes_``); ``hierarchy_vote`` is not applied
-    to new samples.  Both use ``backend``, ``weighting`` and ``gamma`` as they were at the last
+    with the largest share (ties: the first in ``classes_``).  Both use ``backend``, ``weighting`` and ``gamma`` as they were at the last
     ``fit``.  With every ``y`` given, ``fit`` labels nothing and the estimator is that
     weighted kNN classifier.
 

@@ -28,7 +28,7 @@ class LabelResult:
     confidence: float32 (N,) calibrated probability that the label is right
         (:func:`hdl.labeling.calibrate_confidence` of the agreement on held-out given labels; 1 for
         given labels, 0 for unlabeled samples), or None where no held-out labeling was judged
-        (a fixed k, another adaptive rule, fewer than ``min_pairs`` held-out labels).
+        (a fixed k, fewer than ``min_pairs`` held-out labels).
     """
 
     labels: torch.Tensor

@@ -5,16 +5,11 @@ Pure functions over tensors (no model, no hooks); every tensor stays on the grap
 Procedure of :func:`hdl_label` (each rule marked *ours* is a configurable design choice, not
 taken from the HDL paper):
 
-1. ``k``: a fixed int, or ``"adaptive"``, chosen by ``adaptive_rule``:
-
-   * ``"agreement"`` / ``"loo"`` (*ours*, after the paper's "(k, delta_k) label clusterability"):
-     :func:`choose_k` from the labeled samples' labeled neighbours.
-   * ``"heldout"`` (*ours*): :func:`choose_k_heldout`, transductively: hold out half of each
-     class's given labels, label the graph from the rest at each candidate k, and take the widest
-     k whose class-balanced accuracy on the held-out labels is within one standard error of the
-     best.
-   * ``k_cap="smallest_class"`` (*ours*) caps the adaptive k at :func:`smallest_class_size` (a
-     vote wider than the smallest class cannot elect it).
+1. ``k``: a fixed int, or ``"adaptive"`` (*ours*): :func:`choose_k_heldout`, transductively: hold
+   out half of each class's given labels, label the graph from the rest at each candidate k, and
+   take the widest k whose class-balanced accuracy on the held-out labels is within one standard
+   error of the best.  The candidates stop at the graph width and at ``max(k_min,
+   smallest_class_size(labels))`` (*ours*: a vote wider than the smallest class cannot elect it).
 2. Round r = 1, 2, ...: for every unlabeled sample u, ``m(u)`` = number of labeled samples among
    its top-k graph neighbours (its *level*).  Candidates have ``m(u) >= min_votes``.
 3. Each candidate's label is the weighted vote of its labeled neighbours (the paper's rule);
@@ -71,19 +66,8 @@ Votes (*ours*): ``weighting`` is ``"uniform"`` (1 per neighbour), ``"cosine"`` (
 them uniformly.  Ties: the tied class of the most similar labeled neighbour wins (graph order),
 so results are deterministic.
 
-Hierarchy-aware votes (*ours*, ``hierarchy_vote``; the winner is always a class some labeled
-neighbour voted for, and ``agreement`` stays the winner's share of the plain votes):
-
-* ``"none"`` (default): the class with the most vote weight.
-* ``"smooth"``: class score ``sum_j S[c, j] * votes_j`` for a class similarity ``S``
-  (``class_similarity`` (C, C), >= 0, e.g. :func:`hdl.sal.sal_similarity_from_hierarchy`);
-  ``S = I`` is the plain vote.  Votes for sibling classes then support each other.
-* ``"coarse_to_fine"``: pick the group with the most vote weight, then the class with the most
-  votes inside it (``class_groups`` int64 (C,) group per class, or (L, C) rows from coarse to
-  fine, applied in turn).  One group per class is the plain vote.
-
 Defaults (cosine weights, level quantile 0.5, class quota 0.75 with class prior "auto", adaptive
-k by ``"heldout"`` capped at the smallest class, diffusion blend 0.5 with alpha 0.9) were tuned on
+k on held-out labels capped at the smallest class, diffusion blend 0.5 with alpha 0.9) were tuned on
 seeds 0-2 of the 18 sets of ``scripts/labeling_suite.py`` and judged once on seeds 3-5
 (``results/labeling_suite``: ``tuning_seeds0-2.md`` holds every variant below, ``table.md`` the
 verdict).  The rule was to keep the worst set closest to the best one-line baseline (kNN vote
@@ -98,11 +82,8 @@ k=10, LabelSpreading k=10, Iscen diffusion), not to win the mean.  Accuracy (%),
   worst case (of the three, the only one within 3 points of the baselines on every set).
 * Alpha 0.9 rather than the paper's 0.99: 0.99 spreads too far from few labels (S1 86.0, S2
   class-balanced 39.0 against 44.2).
-* Held-out k: the agreement rule's k is small on hard sets with many labels (S10 61.0, S5 73.0
-  against 75.6 and 81.6 with blend 0.5).  Features of a network trained on the given labels make
-  every held-out label easy (R6: 100% at every k), so the widest k wins there; the cap at the
-  estimated smallest class (R6: 441 samples, smallest class about 11) keeps such a vote from
-  outvoting a small class (R6 99.1 / 96.8 class-balanced, 95.0 / 82.6 without the cap).
+* Held-out k, capped at the estimated smallest class: the rules it replaced and why are in
+  ``results/labeling_suite/README.md`` ("Rules removed in 0.2.0").
 * Class prior "auto" on imbalanced labels follows the anchor (``tuning_anchor_seeds0-2.md``): the
   argmax counts of the class-normalised diffusion snapped to an anchor left every set with
   long-tailed labels in the label shares' order at the consistent anchor (S3, S5, S8, S9, R2,
@@ -144,13 +125,10 @@ from hdl.knn import knn_search, torch_block_rows
 
 WEIGHTINGS = ("uniform", "cosine", "cosine^gamma")
 FALLBACKS = ("none", "expand", "prototype")
-ADAPTIVE_RULES = ("agreement", "loo", "heldout")
-HIERARCHY_VOTES = ("none", "smooth", "coarse_to_fine")
 CLASS_PRIORS = ("auto", "uniform", "vote", "em", "anchor")
 ANCHORS = ("consistent", "uniform", "reversed")
 DIFFUSION_PRIORS = ("none", "class_prior")
-K_CAPS = ("none", "smallest_class")
-# adaptive_rule="heldout": the candidate widths (those above the graph width are dropped, the
+# k="adaptive" (choose_k_heldout): the candidate widths (those above the graph width are dropped, the
 # graph width itself is always a candidate) and the seed of the held-out draw
 HELDOUT_KS = (5, 10, 20, 30, 50)
 HELDOUT_SEED = 0
@@ -208,10 +186,12 @@ class Option(NamedTuple):
 # table are generated from this table (hdl.config_keys).
 OPTION_TABLE: Dict[str, Option] = {
     "k": Option(lambda v: v == "adaptive" or (_is_int(v) and v >= 1), "'adaptive' or an int >= 1",
-                "neighbours per vote; 'adaptive' chooses it from the given labels (choose_k)", _parse_k),
-    "weighting": Option(lambda v: v in WEIGHTINGS, f"one of {WEIGHTINGS}", "vote weight of a neighbour"),
-    "gamma": Option(lambda v: _is_real(v) and v > 0, "a finite float > 0", "exponent of weighting 'cosine^gamma'",
-                    float),
+                "neighbours per vote; 'adaptive' chooses it on held-out given labels (choose_k_heldout), capped "
+                "at the estimated smallest class size", _parse_k),
+    "weighting": Option(lambda v: v in WEIGHTINGS, f"one of {WEIGHTINGS}",
+                        "vote weight of a neighbour (experimental: not measured)"),
+    "gamma": Option(lambda v: _is_real(v) and v > 0, "a finite float > 0",
+                    "exponent of weighting 'cosine^gamma' (experimental: not measured)", float),
     "level_quantile": Option(lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]",
                              "a round labels the candidates whose level is at least this quantile of theirs", float),
     "min_votes": Option(lambda v: _is_int(v) and v >= 1, "an int >= 1",
@@ -223,27 +203,19 @@ OPTION_TABLE: Dict[str, Option] = {
     "class_prior": Option(lambda v: v in CLASS_PRIORS, f"one of {CLASS_PRIORS}", "class weights of the quota"),
     "max_rounds": Option(lambda v: v is None or (_is_int(v) and v >= 1), "None or an int >= 1",
                          "stop after this many rounds (none: until nothing changes)", _parse_optional(int)),
-    "fallback": Option(lambda v: v in FALLBACKS, f"one of {FALLBACKS}", "what happens to samples the rounds never reach"),
-    "adaptive_rule": Option(lambda v: v in ADAPTIVE_RULES, f"one of {ADAPTIVE_RULES}", "rule of k 'adaptive'"),
-    "delta": Option(lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]",
-                    "adaptive rule 'agreement': the largest k whose label agreement is >= 1 - delta", float),
-    "k_min": Option(lambda v: _is_int(v) and v >= 1, "an int >= 1", "smallest k the adaptive rule may choose", int),
+    "fallback": Option(lambda v: v in FALLBACKS, f"one of {FALLBACKS}",
+                       "what happens to samples the rounds never reach (experimental: not measured)"),
+    "k_min": Option(lambda v: _is_int(v) and v >= 1, "an int >= 1",
+                    "k 'adaptive': the floor of its cap at the estimated smallest class size", int),
     "min_pairs": Option(lambda v: _is_int(v) and v >= 1, "an int >= 1",
-                        "labeled pairs (or voters) a k needs before the adaptive rule judges it", int),
-    "hierarchy_vote": Option(lambda v: v in HIERARCHY_VOTES, f"one of {HIERARCHY_VOTES}",
-                             "hierarchy-aware vote (needs class_similarity or class_groups)", exposed=False),
-    "class_similarity": Option(lambda v: v is None or isinstance(v, torch.Tensor), "None or a (C, C) float tensor",
-                               "class similarity of hierarchy_vote 'smooth'", exposed=False),
-    "class_groups": Option(lambda v: v is None or isinstance(v, torch.Tensor), "None or a (C,) / (L, C) int64 tensor",
-                           "class groups of hierarchy_vote 'coarse_to_fine'", exposed=False),
+                        "k 'adaptive': held-out given labels needed to judge the candidate k (fewer: the widest k)",
+                        int),
     "diffusion_weight": Option(lambda v: _is_real(v) and 0 <= v <= 1, "a float in [0, 1]",
                                "weight of the diffusion posterior in each vote (0: the plain neighbour vote)", float),
     "diffusion_alpha": Option(lambda v: _is_real(v) and 0 <= v < 1, "a float in [0, 1)",
                               "alpha of the label diffusion (hdl.diffusion)", float),
     "diffusion_prior": Option(lambda v: v in DIFFUSION_PRIORS, f"one of {DIFFUSION_PRIORS}",
                               "class_prior: multiply the diffusion posterior by the estimated unlabeled prior"),
-    "k_cap": Option(lambda v: v in K_CAPS, f"one of {K_CAPS}",
-                    "adaptive k: smallest_class caps it at the estimated smallest class size"),
 }
 
 
@@ -274,17 +246,14 @@ def _weights(sims: torch.Tensor, valid: torch.Tensor, weighting: str, gamma: flo
     return torch.where(valid, w, torch.zeros_like(w))
 
 
-def _vote(nl: torch.Tensor, w: torch.Tensor, num_classes: int, similarity: Optional[torch.Tensor] = None,
-          groups: Optional[torch.Tensor] = None,
+def _vote(nl: torch.Tensor, w: torch.Tensor, num_classes: int,
           blend: Optional[Tuple[float, torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Weighted vote of neighbour labels ``nl`` (U, k) (-1 = not labeled) with weights ``w``.
 
     Every row must have at least one labeled neighbour.  Returns (winner int64 (U,), agreement
     float32 (U,) = the winner's share of the votes).  Ties go to the tied class of the first
-    (most similar) labeled neighbour.  ``similarity`` (C, C) or ``groups`` (L, C) select the
-    hierarchy-aware votes of the module docstring (at most one of them).  ``blend`` = (beta,
-    p (U, C)) scores each class voted for by ``(1 - beta) * vote share + beta * p`` (before the
-    hierarchy-aware step, if any).
+    (most similar) labeled neighbour.  ``blend`` = (beta, p (U, C)) scores each class voted for
+    by ``(1 - beta) * vote share + beta * p``.
     """
     has = nl >= 0
     cls = nl.clamp(min=0)
@@ -302,16 +271,7 @@ def _vote(nl: torch.Tensor, w: torch.Tensor, num_classes: int, similarity: Optio
     if blend is not None:
         beta, p = blend
         scores = (1 - beta) * votes / total.unsqueeze(1) + beta * p.to(votes)
-    if similarity is not None:
-        winner = _pick(nl, has, scores @ similarity.to(votes).t(), cand)
-    elif groups is not None:
-        for g in groups.to(nl.device):  # coarse to fine: keep the candidates of the best group
-            gv = torch.zeros_like(votes).scatter_add_(1, g.expand_as(votes), torch.where(cand, scores, 0.0))
-            gwin = _pick(g[cls], has & cand.gather(1, cls), gv, gv > 0)
-            cand = cand & (g.unsqueeze(0) == gwin.unsqueeze(1))
-        winner = _pick(nl, has, scores, cand)
-    else:
-        winner = _pick(nl, has, scores, cand)
+    winner = _pick(nl, has, scores, cand)
     share = votes.gather(1, winner.unsqueeze(1)).squeeze(1) / total
     return winner, share.float().clamp(0, 1)
 
@@ -324,102 +284,6 @@ def _pick(nl: torch.Tensor, has: torch.Tensor, scores: torch.Tensor, cand: torch
     tied = cand & (masked >= best.unsqueeze(1))
     first = (has & tied.gather(1, nl.clamp(min=0))).int().argmax(dim=1)
     return nl.gather(1, first.unsqueeze(1)).squeeze(1)
-
-
-def hierarchy_vote_inputs(hierarchy_vote: str, num_classes: int, class_similarity: Optional[torch.Tensor],
-                          class_groups: Optional[torch.Tensor]) -> Dict[str, Optional[torch.Tensor]]:
-    """Check the hierarchy-vote inputs; returns the ``similarity``/``groups`` arguments of the vote.
-
-    ``"smooth"`` needs ``class_similarity`` float (C, C) with finite entries >= 0; ``"coarse_to_fine"``
-    needs ``class_groups`` int64 (C,) or (L, C) (rows coarse to fine, entries in [0, C)).
-    """
-    out = {"similarity": None, "groups": None}
-    if hierarchy_vote == "smooth":
-        s = class_similarity
-        if not isinstance(s, torch.Tensor) or not torch.is_floating_point(s) or s.shape != (num_classes, num_classes):
-            raise ValueError(f"hierarchy_vote='smooth' needs class_similarity, a float tensor of shape "
-                             f"({num_classes}, {num_classes}), got {getattr(s, 'shape', type(s).__name__)}")
-        if not torch.isfinite(s).all() or (s < 0).any():
-            raise ValueError("class_similarity must be finite and >= 0")
-        out["similarity"] = s.float()
-    elif hierarchy_vote == "coarse_to_fine":
-        g = class_groups
-        if not isinstance(g, torch.Tensor) or g.dtype != torch.int64 or g.dim() not in (1, 2) \
-                or g.shape[-1] != num_classes:
-            raise ValueError(f"hierarchy_vote='coarse_to_fine' needs class_groups, an int64 tensor of shape "
-                             f"({num_classes},) or (L, {num_classes}), got "
-                             f"{getattr(g, 'shape', type(g).__name__)} {getattr(g, 'dtype', '')}")
-        if g.numel() and (g.min() < 0 or g.max() >= num_classes):
-            raise ValueError(f"class_groups entries must lie in [0, {num_classes}), got range "
-                             f"[{int(g.min())}, {int(g.max())}]")
-        out["groups"] = g.reshape(-1, num_classes)
-    return out
-
-
-def choose_k(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.Tensor,
-             num_classes: int, rule: str = "agreement", delta: float = 0.2, k_min: int = 3,
-             min_pairs: int = 20, weighting: str = "cosine",
-             gamma: float = 3.0) -> Tuple[int, torch.Tensor]:
-    """Adaptive k from the labeled samples' labeled neighbours in the whole graph (ours).
-
-    For every labeled sample i, look at its top-k graph neighbours that are also labeled.
-
-    * ``rule="agreement"`` (label clusterability): score(k) = fraction of those
-      (sample, labeled neighbour) pairs, pooled over all labeled samples, that share the label.
-      Choose the largest k in [k_min, K] with score >= 1 - delta; if none reaches it, the k with
-      the highest score (the larger k on ties).
-    * ``rule="loo"``: score(k) = leave-one-out accuracy of the weighted vote of the labeled
-      neighbours, over the labeled samples having at least one; choose the k with the highest
-      score (the larger k on ties).
-
-    ``rule="heldout"`` needs the other labeling options and is :func:`choose_k_heldout`.
-
-    A k is judged only when it has at least ``min_pairs`` pairs (``"agreement"``) or voters
-    (``"loo"``); when no k in [k_min, K] is judged, k = K, the graph width.  That is the usual
-    case with a few labels per class among thousands of samples (their top-K neighbours hold
-    almost no other labeled sample); there the widest vote labeled best on the comparison sets
-    of ``scripts/compare_labeling.py`` (Fashion-MNIST features, 4 labels per class), the level
-    order and the class quota holding back the samples with few labeled neighbours.
-
-    Returns (k, scores float32 (K,) with NaN where not judged).
-    """
-    n, width = graph_idx.shape
-    dev = graph_idx.device
-    scores = torch.full((width,), float("nan"), dtype=torch.float32, device=dev)
-    lab = labels >= 0
-    pool = lab.nonzero().squeeze(1)
-    if width == 0:
-        raise ValueError("the graph has no neighbour columns (K == 0)")
-    if pool.numel():
-        idx = graph_idx[pool]
-        valid = idx >= 0
-        nl = torch.where(valid, labels[idx.clamp(min=0)], torch.full_like(idx, -1))
-        has = nl >= 0
-        if rule == "agreement":
-            pairs = has.cumsum(dim=1).sum(dim=0).float()
-            agree = (has & (nl == labels[pool].unsqueeze(1))).cumsum(dim=1).sum(dim=0).float()
-            judged = pairs >= min_pairs
-            scores = torch.where(judged, agree / pairs.clamp(min=1), scores)
-        else:
-            w = _weights(graph_sims[pool], valid, weighting, gamma)
-            for k in range(k_min, width + 1):
-                rows = has[:, :k].any(dim=1)
-                if int(rows.sum()) < min_pairs:
-                    continue
-                pred, _ = _vote(nl[rows, :k], w[rows, :k], num_classes)
-                scores[k - 1] = (pred == labels[pool][rows]).float().mean()
-    cand = scores.clone()
-    cand[: min(k_min, width + 1) - 1] = float("nan")
-    judged = ~torch.isnan(cand)
-    if not judged.any():
-        return width, scores
-    ks = torch.arange(1, width + 1, device=dev)
-    if rule == "agreement":
-        ok = judged & (cand >= 1 - delta)
-        if ok.any():
-            return int(ks[ok].max()), scores
-    best = cand[judged].max()
-    return int(ks[judged & (cand >= best)].max()), scores
 
 
 def _diffusion(graph_sims, graph_idx, labels, num_classes, alpha, affinity=None) -> torch.Tensor:
@@ -593,11 +457,8 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
               weighting: str = "cosine", gamma: float = 3.0, level_quantile: float = 0.5,
               min_votes: int = 1, min_agreement: float = 0.0, class_quota: Optional[float] = 0.75,
               class_prior: str = "auto", max_rounds: Optional[int] = None, fallback: str = "none",
-              adaptive_rule: str = "heldout", delta: float = 0.2, k_min: int = 3,
-              min_pairs: int = 20, hierarchy_vote: str = "none",
-              class_similarity: Optional[torch.Tensor] = None,
-              class_groups: Optional[torch.Tensor] = None, diffusion_weight: float = 0.5,
-              diffusion_alpha: float = 0.9, diffusion_prior: str = "none", k_cap: str = "smallest_class",
+              k_min: int = 3, min_pairs: int = 20, diffusion_weight: float = 0.5,
+              diffusion_alpha: float = 0.9, diffusion_prior: str = "none",
               diffusion: Optional[torch.Tensor] = None,
               quota_weights: Optional[torch.Tensor] = None, affinity: Optional[Affinity] = None,
               lists: Optional[NeighbourLists] = None) -> LabelResult:
@@ -608,14 +469,12 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
         graph_idx: int64 (N, K) neighbour indices, self excluded, -1 for missing neighbours.
         labels: int64 (N,) given labels in [0, num_classes), -1 for unlabeled.
         num_classes: number of classes C.
-        k: neighbours per vote: an int <= K, or ``"adaptive"`` (``adaptive_rule``: :func:`choose_k`
-            with ``delta``, ``k_min``, ``min_pairs``, or :func:`choose_k_heldout` with ``min_pairs``;
-            ``k_cap`` applies only then).
+        k: neighbours per vote: an int <= K, or ``"adaptive"`` (:func:`choose_k_heldout` with
+            ``min_pairs``, capped at ``max(k_min, smallest_class_size(labels))``).
         feats: float (N, D) embeddings; needed by ``fallback="prototype"`` and
             ``class_prior="vote"``/``"em"`` (with ``class_prior="auto"`` their absence means "uniform").
         weighting, gamma, level_quantile, min_votes, min_agreement, class_quota, class_prior, max_rounds,
-            fallback, hierarchy_vote, class_similarity, class_groups, diffusion_weight, diffusion_alpha,
-            diffusion_prior, k_cap: see the module docstring.
+            fallback, diffusion_weight, diffusion_alpha, diffusion_prior: see the module docstring.
         diffusion: optional float (N, C) precomputed :func:`hdl.diffusion.diffusion_scores` of these
             ``labels`` over this graph with ``alpha = diffusion_alpha`` (used when
             ``diffusion_weight > 0``; computed here when None).  A caller labeling one graph many
@@ -637,14 +496,10 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
     opts = validate_options(k=k, weighting=weighting, gamma=gamma, level_quantile=level_quantile,
                             min_votes=min_votes, min_agreement=min_agreement,
                             class_quota=class_quota, class_prior=class_prior, max_rounds=max_rounds,
-                            fallback=fallback,
-                            adaptive_rule=adaptive_rule, delta=delta, k_min=k_min,
-                            min_pairs=min_pairs, hierarchy_vote=hierarchy_vote,
-                            class_similarity=class_similarity, class_groups=class_groups,
+                            fallback=fallback, k_min=k_min, min_pairs=min_pairs,
                             diffusion_weight=diffusion_weight, diffusion_alpha=diffusion_alpha,
-                            diffusion_prior=diffusion_prior, k_cap=k_cap)
+                            diffusion_prior=diffusion_prior)
     _check_inputs(graph_sims, graph_idx, labels, num_classes)
-    hv = hierarchy_vote_inputs(hierarchy_vote, num_classes, class_similarity, class_groups)
     n, width = graph_idx.shape
     if _is_int(k) and k > width:
         raise ValueError(f"k={k} exceeds the graph width K={width}; build the graph with k >= {k}")
@@ -659,11 +514,11 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
                                        and prior_needs_diffusion(labels, num_classes, class_prior))
     k_scores = None
     heldout: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}
-    cap = smallest_class_size(labels) if k == "adaptive" and k_cap == "smallest_class" else None
-    cap = None if cap is None else max(k_min, cap)
-    if k == "adaptive" and adaptive_rule == "heldout":
-        inner = {name: value for name, value in opts.items()
-                 if name not in ("k", "adaptive_rule", "delta", "k_min", "min_pairs", "k_cap")}
+    if k == "adaptive":
+        # the cap at the estimated smallest class, never below k_min (None without labels)
+        cap = smallest_class_size(labels)
+        cap = None if cap is None else max(k_min, cap)
+        inner = {name: value for name, value in opts.items() if name not in ("k", "k_min", "min_pairs")}
         kept_diffusion = None
         if wants_z and diffusion is None:
             # the held-out and the final diffusion from one affinity, which is freed before the
@@ -677,10 +532,6 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
         k, k_scores = choose_k_heldout(graph_sims, graph_idx, labels, num_classes, min_pairs,
                                        max_k=cap, heldout=heldout, feats=feats, affinity=affinity,
                                        lists=lists, kept_diffusion=kept_diffusion, **inner)
-    elif k == "adaptive":
-        k, k_scores = choose_k(graph_sims, graph_idx, labels, num_classes, adaptive_rule, delta,
-                               k_min, min_pairs, weighting, gamma)
-        k = k if cap is None else min(k, cap)
 
     dev = graph_idx.device
     cur = labels.clone()
@@ -727,7 +578,7 @@ def hdl_label(graph_sims: torch.Tensor, graph_idx: torch.Tensor, labels: torch.T
                 nl = torch.where(valid, cur[gi.clamp(min=0)], torch.full_like(gi, -1))
                 blend = (diffusion_weight, post[uc]) if diffusion_weight > 0 else None
                 w = _weights(graph_sims[uc, :kk], valid, weighting, gamma)
-                winner, agr = _vote(nl, w, num_classes, blend=blend, **hv)
+                winner, agr = _vote(nl, w, num_classes, blend=blend)
                 parts.append((c, winner, agr, counts.m[uc]))
             ci, winner, agr, mc = (torch.cat(t) for t in zip(*parts))
             keep = agr >= min_agreement

@@ -3,10 +3,9 @@
 Runs (skipping finished ones; resumable) one setting for two bases: the base, HDL with every pool
 label injected (``all``), HDL with the labels the model contradicts more confidently dropped
 (``confident``), and HDL with the labels whose calibrated confidence is below the model's threshold
-dropped (``calibrated``), HDL with each label blended with the model's probabilities as first
-built (``blend``: raw vote shares, the training model's head on weak-view features) and with the
-later inputs (``blend_ema``: the labeler's calibrated confidence on its label, the EMA model's head
-on the refresh's EMA embedding; ``hdl_blend_prior: none``), and the same with the model's
+dropped (``calibrated``), HDL with each label blended with the model's probabilities
+(``blend_ema``: the labeler's calibrated confidence on its label, the EMA model's head on the
+refresh's EMA embedding; ``hdl_blend_prior: none``), and the same with the model's
 probabilities divided by their mean over the pool (``blend_balanced``: ``hdl_blend_prior: balanced``,
 the default since the Fashion-MNIST LT-100 grid of ``results/fashion_mnist_offline``), and the
 unadjusted blend with logit adjustment by the pool's class prior in the unlabeled losses
@@ -17,7 +16,9 @@ and FreeMatch + ABC.  ``fmnist_lt100``: the Fashion-MNIST imbalance-100 setting 
 benchmark (1,000 iterations, refreshes every 250), FixMatch and FreeMatch.  Writes
 ``OUT/table.md`` and ``OUT/results.csv``: final test accuracy per run, and at the last two refreshes
 the accuracy and coverage of what was injected next to the model's thresholded pseudo-labels
-(coverage, and accuracy on as many of its most confident samples as were injected).
+(coverage, and accuracy on as many of its most confident samples as were injected).  The cells of
+the blend as first built (``blend``: raw vote shares, the training model's head) went with
+``hdl_blend_votes: raw`` in 0.2.0; their numbers stay in ``results/inject_rule``.
 
     python scripts/compare_inject.py [--setting digits_lt10|fmnist_lt100] [--seeds 0 1] [--runs DIR]
 """
@@ -36,8 +37,6 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 # extra arguments))
 _DIGITS_HDL = ["--hdl_warmup_iter", "100", "--hdl_refresh_every", "100"]
 _FMNIST_HDL = ["--hdl_warmup_iter", "250", "--hdl_refresh_every", "250"]
-# the blend as first measured (results/inject_rule tables): raw vote shares, the training model's head
-_BLEND_FIRST = ["--hdl_blend_votes", "raw", "--hdl_blend_model", "train", "--hdl_blend_prior", "none"]
 _BALANCED = ["--hdl_blend_prior", "balanced"]
 _UNADJUSTED = ["--hdl_blend_prior", "none"]  # the blend_ema cells: the model's probabilities as they are
 # the loss_prior cells: unadjusted blend labels, logit adjustment by the pool's class prior in the unlabeled losses
@@ -57,9 +56,6 @@ SETTINGS = {
                         "hdl_fixmatch_calibrated": ("hdl_fixmatch", ["--hdl_inject", "calibrated"]),
                         "hdl_freematch_abc_calibrated": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
                                                                            "calibrated"]),
-                        "hdl_fixmatch_blend": ("hdl_fixmatch", ["--hdl_inject", "blend", *_BLEND_FIRST]),
-                        "hdl_freematch_abc_blend": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
-                                                                      "blend", *_BLEND_FIRST]),
                         "hdl_fixmatch_blend_ema": ("hdl_fixmatch", ["--hdl_inject", "blend", *_UNADJUSTED]),
                         "hdl_freematch_abc_blend_ema": ("hdl_freematch", ["--imb_algorithm", "abc", "--hdl_inject",
                                                                           "blend", *_UNADJUSTED]),
@@ -83,8 +79,6 @@ SETTINGS = {
                          "hdl_freematch_confident": ("hdl_freematch", ["--hdl_inject", "confident"]),
                          "hdl_fixmatch_calibrated": ("hdl_fixmatch", ["--hdl_inject", "calibrated"]),
                          "hdl_freematch_calibrated": ("hdl_freematch", ["--hdl_inject", "calibrated"]),
-                         "hdl_fixmatch_blend": ("hdl_fixmatch", ["--hdl_inject", "blend", *_BLEND_FIRST]),
-                         "hdl_freematch_blend": ("hdl_freematch", ["--hdl_inject", "blend", *_BLEND_FIRST]),
                          "hdl_fixmatch_blend_ema": ("hdl_fixmatch", ["--hdl_inject", "blend", *_UNADJUSTED]),
                          "hdl_freematch_blend_ema": ("hdl_freematch", ["--hdl_inject", "blend", *_UNADJUSTED]),
                          "hdl_fixmatch_blend_balanced": ("hdl_fixmatch", ["--hdl_inject", "blend", *_BALANCED]),

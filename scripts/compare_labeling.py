@@ -154,7 +154,6 @@ HDL_VARIANTS = {
     "HDL cosine^3 weights (auto prior)": dict(weighting="cosine^gamma", gamma=3.0),
     "HDL k=10 (auto prior)": dict(k=10),
     "HDL k=20 (auto prior)": dict(k=20),
-    "HDL adaptive (loo) (auto prior)": dict(adaptive_rule="loo"),
     "HDL one shot (level q=0) (auto prior)": dict(level_quantile=0.0),
     "HDL min agreement 0.5 + expand (auto prior)": dict(min_agreement=0.5, fallback="expand"),
     "HDL default + prototype fallback": dict(fallback="prototype"),

@@ -30,8 +30,10 @@ import traceback
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ALGORITHMS = ("hdl_fixmatch", "hdl_freematch", "hdl_mixmatch", "hdl_remixmatch")
-# bank mode writes the bank in every step (the per-step path with the most device work)
+# bank mode writes the bank in every step (the per-step path with the most device work); it blends the
+# training model's head (the bank keeps no EMA embedding)
 EMBED = {"hdl_fixmatch": "bank", "hdl_freematch": "ema_pass", "hdl_mixmatch": "bank", "hdl_remixmatch": "ema_pass"}
+BLEND_MODEL = {"bank": "train", "ema_pass": "ema"}
 REQUIRED = ("numpy", "scipy", "sklearn", "yaml", "ruamel.yaml", "tqdm", "PIL", "torchvision", "timm", "progress",
             "semilearn", "faiss", "hdl")
 
@@ -121,7 +123,8 @@ def train_args(name: str, device: str, quick: bool, out: str):
     iters, warmup, every = (6, 3, 3) if quick else (300, 100, 100)
     cfg.update(device=device, save_dir=out, save_name=name, overwrite=True, use_tensorboard=False,
                num_train_iter=iters, num_eval_iter=iters, num_log_iter=iters, hdl_warmup_iter=warmup,
-               hdl_refresh_every=every, hdl_backend="torch", hdl_embed=EMBED[name], seed=0)
+               hdl_refresh_every=every, hdl_backend="torch", hdl_embed=EMBED[name],
+               hdl_blend_model=BLEND_MODEL[EMBED[name]], seed=0)
     if quick:
         cfg.update(net="cnn_tiny", batch_size=8, uratio=1, eval_batch_size=512, num_val=5)
     return resolve_config(cfg, list(name2alg.keys()))

@@ -10,7 +10,8 @@ model, and the accuracy on the unlabeled pool samples (those a train step has se
 * ``ema``: the EMA model's head on the EMA embedding (``hdl_blend_model: ema``);
 * ``hdl``: HDL's labels;
 * ``raw/train``, ``cal/train``, ``raw/ema``, ``cal/ema``: the blend at ``--weight`` with raw or
-  calibrated vote distributions (``hdl_blend_votes``) and either model;
+  calibrated vote distributions (training blends the calibrated ones; the raw ones were
+  ``hdl_blend_votes: raw``, removed in 0.2.0) and either model;
 * rules measured against the fixed weight (not options of training): ``cal*ema``, the product of
   the calibrated votes and the EMA model's probabilities (a log-linear pool, no weight; a class
   without a neighbour vote gets none), ``cal*ema/prior`` the same divided by the class prior (the
@@ -21,7 +22,7 @@ model, and the accuracy on the unlabeled pool samples (those a train step has se
 * ``ema~graph``: the EMA head's probabilities averaged over each sample's closed neighbourhood in
   the refresh's graph (the sample and its first ``chosen k`` neighbours, cosine weights
   max(sim, 0), the neighbourhood of the votes; ``hdl.blend.neighbourhood_mean``, what
-  ``hdl_blend_model: ema_graph`` blends): the model's predictions smoothed by the graph;
+  ``hdl_blend_model: ema_graph`` blended until 0.2.0): the model's predictions smoothed by the graph;
 * ``ema/prior`` and ``cal/ema/prior``: the EMA head's probabilities divided by their own mean
   over the pool (the model's estimate of the class shares; a balanced posterior, as logit
   adjustment makes one), alone and blended at ``--weight`` with the calibrated votes;

@@ -26,7 +26,8 @@ def args_for(tmp_path, name="run", **over):
     cfg = load_yaml(os.path.join(CONFIGS, "hdl_fixmatch.yaml"))
     cfg.update(dict(num_train_iter=4, num_eval_iter=2, num_log_iter=1000, batch_size=8, uratio=1, net="cnn_tiny",
                     eval_batch_size=512, save_dir=str(tmp_path), save_name=name, device="cpu", num_val=5, seed=2,
-                    hdl_warmup_iter=2, hdl_refresh_every=2, hdl_embed="bank", overwrite=False))
+                    hdl_warmup_iter=2, hdl_refresh_every=2, hdl_embed="bank", hdl_blend_model="train",
+                    overwrite=False))
     cfg.update(over)
     return resolve_config(cfg, list(name2alg.keys()))
 

@@ -180,3 +180,104 @@ def test_load_run_rebuilds_a_run_saved_before_hdl_blend_prior_as_it_ran(tmp_path
     with open(path, "w") as f:
         yaml.safe_dump(cfg, f)
     assert priors() == ("none", "none")
+
+
+def test_removed_keys_and_values_are_refused_with_the_version():
+    """A removed key at the value that behaves as today (its old default) is dropped; any other value
+    of it, and a removed value of a key that stays, is refused in one line naming key, value and
+    version."""
+    saved = {"hdl_adaptive_rule": "heldout", "hdl_delta": 0.2, "hdl_k_cap": "smallest_class",
+             "hdl_blend_votes": "calibrated", "hdl_blend_model": "ema", "seed": 1}
+    assert config_keys.without_removed(saved) == {"hdl_blend_model": "ema", "seed": 1}
+    assert "hdl_delta" in saved  # not modified in place
+    with pytest.raises(ValueError) as e:
+        config_keys.without_removed({"hdl_blend_model": "ema_graph"})
+    assert str(e.value) == ("hdl_blend_model: 'ema_graph' was removed in 0.2.0 (below the default 'ema' on all 12 "
+                            "runs of results/inject_rule/fmnist_lt100_ema_graph_none; allowed: 'ema', 'train')")
+    for key, value in [("hdl_adaptive_rule", "agreement"), ("hdl_adaptive_rule", "loo"), ("hdl_delta", 0.3),
+                       ("hdl_k_cap", "none"), ("hdl_blend_votes", "raw")]:
+        with pytest.raises(ValueError) as e:
+            config_keys.without_removed({key: value, "seed": 1})
+        msg = str(e.value)
+        assert msg.startswith(f"{key}: {value!r} was removed in 0.2.0 (the key is gone; ") and "\n" not in msg
+    # a saved run rebuilt as it ran: the blend keys are dropped where hdl_inject never read them, and
+    # bank with the old default 'ema' blended the training model's head
+    run = {"algorithm": "hdl_fixmatch", "hdl_inject": "all", "hdl_blend_weight": 0.7, "hdl_blend_prior": "none"}
+    assert config_keys.saved_config_defaults(run) == {"algorithm": "hdl_fixmatch", "hdl_inject": "all",
+                                                      "hdl_loss_prior": "none"}
+    bank = config_keys.saved_config_defaults({"hdl_embed": "bank", "hdl_blend_model": "ema", "hdl_loss_prior": "none"})
+    assert bank["hdl_blend_model"] == "train"
+    for key, gone in config_keys.REMOVED.items():  # a removed key is no key; a removed value is not allowed
+        if gone.values is None:
+            assert key not in KEYS
+        else:
+            assert not any(KEYS[key].check(v) for v in gone.values)
+
+
+def test_combinations_the_blend_does_not_read_are_refused(tmp_path):
+    pytest.importorskip("semilearn")
+    from types import SimpleNamespace
+
+    from hdl.algorithms.run.config import load_yaml, resolve_config
+    from hdl.algorithms.usb.hdl_wrapper import HDLSettings
+
+    cfg = load_yaml(os.path.join(ROOT, "configs", "digits", "hdl_fixmatch.yaml"))
+    refused = [
+        (dict(hdl_inject="all", hdl_blend_weight=0.7), "hdl_blend_weight: 0.7 is read only with hdl_inject: blend, "
+         "got hdl_inject: 'all'; leave hdl_blend_weight at its default 0.5 or set hdl_inject: blend"),
+        (dict(hdl_inject="calibrated", hdl_blend_prior="none"), "hdl_blend_prior: 'none' is read only with "
+         "hdl_inject: blend, got hdl_inject: 'calibrated'; leave hdl_blend_prior at its default 'auto' or set "
+         "hdl_inject: blend"),
+        (dict(hdl_embed="bank"), "hdl_blend_model: 'ema' needs hdl_embed: ema_pass, got hdl_embed: 'bank'; with "
+         "hdl_embed: bank set hdl_blend_model: train"),
+        (dict(hdl_k_cap="none"), "hdl_k_cap: 'none' was removed in 0.2.0 (the key is gone; the adaptive k is always "
+         "capped at the smallest class, measured ahead of no cap in results/labeling_suite)"),
+    ]
+    for over, message in refused:
+        with pytest.raises(ValueError) as e:
+            resolve_config({**cfg, **over}, ["hdl_fixmatch"])
+        assert str(e.value) == message
+    with pytest.raises(ValueError, match="hdl_blend_model: 'ema' needs hdl_embed: ema_pass"):
+        HDLSettings.from_args(SimpleNamespace(hdl_embed="bank"))
+    for fine in (dict(hdl_embed="bank", hdl_blend_model="train"), dict(hdl_embed="bank", hdl_inject="all"),
+                 dict(hdl_inject="all", hdl_blend_weight=0.5), dict(hdl_k_cap="smallest_class")):
+        args = resolve_config({**cfg, **fine}, ["hdl_fixmatch"])
+        assert not hasattr(args, "hdl_k_cap")
+        HDLSettings.from_args(args)
+
+
+def test_a_saved_run_with_a_removed_value_fails_in_one_line(tmp_path, capsys):
+    """load_run, hdl-relabel-run and resume read a run's saved config: removed keys at their old
+    defaults load (the run is unchanged), a removed value fails naming key, value and version; a
+    saved run of hdl_embed bank with the old default hdl_blend_model ema loads as 'train', what it
+    blended."""
+    import yaml
+
+    from hdl.algorithms.run import relabel_run, runner
+    from tests.test_hdl_wrapper import make_args
+
+    args = make_args("fixmatch", tmp_path, "run", algorithm="hdl_fixmatch", num_train_iter=2, num_eval_iter=2,
+                     hdl_warmup_iter=2, hdl_embed="bank", hdl_blend_model="train")
+    runner.train(args, progress=False)
+    run_dir = os.path.join(str(tmp_path), "run")
+    path = os.path.join(run_dir, "config.yaml")
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    old = {**cfg, "hdl_adaptive_rule": "heldout", "hdl_delta": 0.2, "hdl_k_cap": "smallest_class",
+           "hdl_blend_votes": "calibrated", "hdl_blend_model": "ema"}  # as 0.1.0 saved it
+    with open(path, "w") as f:
+        yaml.safe_dump(old, f)
+    assert runner.load_run(run_dir, "latest", "cpu").hdl.blend_model == "train"
+    with open(path, "w") as f:
+        yaml.safe_dump({**old, "hdl_blend_votes": "raw"}, f)
+    message = "hdl_blend_votes: 'raw' was removed in 0.2.0 (the key is gone; the blend always uses the calibrated votes)"
+    with pytest.raises(ValueError) as e:
+        runner.load_run(run_dir, "latest", "cpu")
+    assert str(e.value) == message
+    assert relabel_run.main(["--run", run_dir, "--checkpoint", "latest", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"hdl-relabel-run: error: {message}"
+    resume = make_args("fixmatch", tmp_path, "run", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=2,
+                       hdl_warmup_iter=2, hdl_embed="bank", hdl_blend_model="train", resume=True)
+    with pytest.raises(ValueError) as e:
+        runner.train(resume, progress=False)
+    assert str(e.value) == f"resume: the run's saved config {path}: {message}"

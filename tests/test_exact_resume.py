@@ -135,7 +135,8 @@ def test_stop_and_resume_is_bit_identical(algorithm, use, tmp_path):
 
 @pytest.mark.parametrize("algorithm", ["fixmatch", "hdl_fixmatch"])
 def test_resume_at_an_epoch_boundary(algorithm, tmp_path):
-    hdl = dict(hdl_warmup_iter=4, hdl_refresh_every=4, hdl_embed="bank") if algorithm.startswith("hdl_") else {}
+    hdl = dict(hdl_warmup_iter=4, hdl_refresh_every=4, hdl_embed="bank", hdl_blend_model="train") \
+        if algorithm.startswith("hdl_") else {}
 
     def args_fn(name, **over):
         return make_args("fixmatch", tmp_path, name, algorithm=algorithm, **hdl, **over)
@@ -171,7 +172,8 @@ def test_resume_without_the_data_position_restarts_the_epoch_order(tmp_path):
     ("fixmatch", dict(imb_algorithm="abc")),
     ("fixmatch", dict(imb_algorithm="daso")),  # DASO keeps its queue and pseudo-label lists outside the hooks
     ("fixmatch", dict(imb_algorithm="debiaspl")),
-    ("hdl_fixmatch", dict(semantic_loss="pmi", hdl_warmup_iter=4, hdl_refresh_every=4, hdl_embed="bank")),
+    ("hdl_fixmatch", dict(semantic_loss="pmi", hdl_warmup_iter=4, hdl_refresh_every=4, hdl_embed="bank",
+                          hdl_blend_model="train")),
     # the loss prior is rebuilt from the loaded pool: the resumed steps add the same shift
     ("hdl_fixmatch", dict(hdl_warmup_iter=4, hdl_refresh_every=4, hdl_embed="ema_pass", hdl_loss_prior="adjusted",
                           hdl_blend_prior="none")),

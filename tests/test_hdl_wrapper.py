@@ -66,7 +66,7 @@ def test_exactly_the_base_losses_before_warmup_and_when_disabled(base, tmp_path,
     assert len(ref) == 20
     assert ref == off
     early_bank, b = run_losses(make_args(base, tmp_path, "early_bank", device, algorithm=f"hdl_{base}",
-                                         hdl_warmup_iter=1000, hdl_embed="bank"))
+                                         hdl_warmup_iter=1000, hdl_embed="bank", hdl_blend_model="train"))
     assert ref == early
     assert ref == early_bank
     assert b.bank.num_filled > 0  # the bank was fed from the base's own features meanwhile
@@ -403,15 +403,15 @@ def test_calibrated_injection_drops_the_labels_below_the_models_threshold(tmp_pa
     assert a.pool.labels[ulb].tolist() == [1, 2, -1, -1]
 
 
-@pytest.mark.parametrize("blend_votes", ["raw", "calibrated"])
-def test_blend_injection_on_paper(tmp_path, blend_votes):
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_blend_injection_on_paper(tmp_path, calibrated):
     from types import SimpleNamespace
 
     a = runner.build_algorithm(make_args("fixmatch", tmp_path, "blend", algorithm="hdl_fixmatch",
-                                         hdl_inject="blend", hdl_blend_weight=0.5, hdl_blend_votes=blend_votes,
-                                         hdl_blend_model="train", hdl_blend_prior="none"),
+                                         hdl_inject="blend", hdl_blend_weight=0.5, hdl_blend_model="train",
+                                         hdl_blend_prior="none"),
                                tb=False)
-    assert a.hdl.inject == "blend" and a.hdl.blend_weight == 0.5 and a.hdl.blend_votes == blend_votes
+    assert a.hdl.inject == "blend" and a.hdl.blend_weight == 0.5 and a.hdl.blend_model == "train"
     # refresh rows: row 0 a given label (class 0), rows 1-3 HDL-labeled 1, 1, 2
     ids = torch.cat([a._lb_global[:1], a._ulb_global[:3]])
     hdl_labels = torch.tensor([0, 1, 1, 2])
@@ -420,7 +420,7 @@ def test_blend_injection_on_paper(tmp_path, blend_votes):
     r = SimpleNamespace(new=~given, graph_sims=torch.tensor([[.9, .5], [.8, .6], [.7, .2], [.5, .4]]),
                         graph_idx=torch.tensor([[1, 2], [0, 2], [1, 0], [2, 1]]),
                         result=SimpleNamespace(labels=hdl_labels, chosen_k=1,
-                                               confidence=torch.tensor([1.0, 0.3, 0.9, 0.9])))
+                                               confidence=torch.tensor([1.0, 0.3, 0.9, 0.9]) if calibrated else None))
     # the model: class 0 at 0.9 on row 1, class 1 at 0.8 on row 2 (the nine other classes share the
     # rest); row 3 was never seen by a train step (zero features) and keeps HDL's label
     diag = a.hdl_state.diagnostics
@@ -432,7 +432,8 @@ def test_blend_injection_on_paper(tmp_path, blend_votes):
     with torch.no_grad():
         a.model.classifier.weight.zero_()
         a.model.classifier.weight[:, :10] = torch.eye(10)
-    changed = a._blend_with_model(pool_ids, r, ids)
+    changed = a._blend_with_model(pool_ids, r)
+    # without a calibrated confidence (a labeling at a fixed k) the vote shares are blended:
     # row 1: neighbourhood votes (k = 1) class 0: .8 (row 0), class 1: 1 (itself) -> (4/9, 5/9);
     #   blend .5 * 4/9 + .5 * .9 = .6722 for class 0 against .5 * 5/9 + .5 * .1/9 = .2833 -> class 0
     # row 2: votes class 1: 1 + .7 (row 1's HDL label) -> (0, 1); .5 * 1 + .5 * .8 = .9 -> class 1
@@ -441,7 +442,7 @@ def test_blend_injection_on_paper(tmp_path, blend_votes):
     #   row 2's (.1 / 9 on each other class, .9 on class 1) -> .5 * .9 + .5 * .8 = .85 for class 1
     assert changed == 1
     assert a.pool.labels[pool_ids].tolist() == [0, 1, 2]
-    expect = [.5 * 4 / 9 + .45, .9] if blend_votes == "raw" else [.8, .85]
+    expect = [.8, .85] if calibrated else [.5 * 4 / 9 + .45, .9]
     assert a.pool.agreement[pool_ids][:2].tolist() == pytest.approx(expect, abs=1e-5)
     assert a.pool.agreement[pool_ids][2].item() == pytest.approx(0.7)
 
@@ -521,43 +522,6 @@ def test_blend_with_the_balanced_ema_model_at_weight_0(tmp_path):
     conf, pred = adjusted.max(dim=1)
     assert torch.equal(a.pool.labels[pool_ids], pred)
     assert torch.allclose(a.pool.agreement[pool_ids], conf, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_blend_with_the_graph_smoothed_ema_model_at_weight_0(tmp_path, monkeypatch):
-    """hdl_blend_model ema_graph, weight 0, prior none: every refreshed pool label is the argmax of
-    hdl.blend.neighbourhood_mean over the refresh's graph of the EMA head's probabilities of every
-    graph row, and those probabilities equal the EMA model applied again to a fresh embedding."""
-    from hdl import blend
-    from hdl.algorithms.usb import hdl_wrapper
-    from hdl.algorithms.usb.embedding import embed_training_set
-
-    calls = []
-
-    def recording(graph_sims, graph_idx, probs, k, rows):
-        out = blend.neighbourhood_mean(graph_sims, graph_idx, probs, k, rows)
-        calls.append((probs.clone(), rows.clone(), out.clone(), k))
-        return out
-
-    monkeypatch.setattr(hdl_wrapper, "neighbourhood_mean", recording)
-    args = make_args("fixmatch", tmp_path, "blendgraph", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=4,
-                     hdl_warmup_iter=4, hdl_inject="blend", hdl_blend_weight=0.0, hdl_blend_model="ema_graph",
-                     hdl_blend_prior="none")
-    a = runner.build_algorithm(args, tb=False)
-    a.train()
-    assert len(calls) == 1
-    probs, rows, out, k = calls[0]
-    ids = a.refresh_inputs()[0]  # the refresh's samples in graph order (the bank is unchanged since)
-    assert probs.shape[0] == len(ids) and k >= 1 and len(rows) > 0
-    index, feats = embed_training_set(a)
-    pos = torch.full_like(a.pool.labels, -1)
-    pos[torch.as_tensor(index)] = torch.arange(len(index))
-    with torch.no_grad():
-        fresh = torch.softmax(a.ema_model(feats[pos[ids]], only_fc=True), dim=-1)
-    assert torch.allclose(probs, fresh, atol=1e-5)
-    conf, pred = out.max(dim=1)
-    assert torch.equal(a.pool.labels[ids[rows]], pred)
-    assert torch.allclose(a.pool.agreement[ids[rows]], conf, atol=1e-6)
 
 
 def test_prior_adjusted_loss_on_paper():

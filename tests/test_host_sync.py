@@ -71,7 +71,7 @@ def test_per_step_code_reads_nothing_on_the_host(base, tmp_path):
 
 
 def test_bank_mode_writes_the_bank_without_host_reads(tmp_path):
-    a, injected, _ = train_checked(make_args("fixmatch", tmp_path, "bank", hdl_embed="bank"))
+    a, injected, _ = train_checked(make_args("fixmatch", tmp_path, "bank", hdl_embed="bank", hdl_blend_model="train"))
     assert len(injected) == 3  # active after the refresh of iteration 3 (few rows: the bank holds 6 batches)
     # every sample of the 6 batches is in the bank, and nothing else
     assert 0 < a.bank.num_filled <= 6 * (8 + 8) and int(a.bank.counts.sum()) == 6 * (8 + 8)

@@ -1,3 +1,4 @@
+import inspect
 import math
 
 import pytest
@@ -5,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from hdl.knn import knn_graph, knn_search
-from hdl.labeling import (DEFAULT_OPTIONS, OPTION_TABLE, balanced_accuracy_se, choose_k, choose_k_heldout,
+from hdl.labeling import (DEFAULT_OPTIONS, OPTION_TABLE, balanced_accuracy_se, choose_k_heldout,
                           class_weights, estimate_prior_em, hdl_label, heldout_split, knn_vote, one_se_choice,
                           smallest_class_size,
                           validate_options)
@@ -175,46 +176,6 @@ def test_min_votes():
     assert res.labels.tolist() == [0, 1, -1, -1]
 
 
-def adaptive_graph():
-    # classes 0 = {0..3}, 1 = {4..7}: the 3 nearest neighbours share the label, the next 3 do not
-    rows = []
-    for i in range(8):
-        same = [j for j in range(8) if j // 4 == i // 4 and j != i]
-        other = [j for j in range(8) if j // 4 != i // 4][:3]
-        rows.append([(j, .9 - .01 * r) for r, j in enumerate(same + other)])
-    rows.append([(0, .9)] * 6)  # an unlabeled sample
-    return graph(rows), L(0, 0, 0, 0, 1, 1, 1, 1, -1)
-
-
-@pytest.mark.parametrize("delta,expected", [(0.0, 3), (0.2, 3), (0.25, 4), (0.3, 4), (0.5, 6)])
-def test_adaptive_k_agreement(delta, expected):
-    (sims, idx), labels = adaptive_graph()
-    k, scores = choose_k(sims, idx, labels, 2, "agreement", delta=delta, k_min=1, min_pairs=1)
-    assert k == expected
-    assert torch.allclose(scores, torch.tensor([1, 1, 1, 3 / 4, 3 / 5, 3 / 6]))
-    # the agreement rule and no cap named: the default rule is now "heldout", capped at the
-    # smallest class
-    res = hdl_label(sims, idx, labels, 2, k="adaptive", adaptive_rule="agreement", k_cap="none", delta=delta,
-                    k_min=1, min_pairs=1)
-    assert res.chosen_k == expected and res.labels[8] == 0
-    assert torch.equal(res.k_scores, scores)
-
-
-def test_adaptive_k_loo_and_undecided():
-    (sims, idx), labels = adaptive_graph()
-    k, scores = choose_k(sims, idx, labels, 2, "loo", k_min=1, min_pairs=1, weighting="uniform")
-    assert k == 6 and torch.allclose(scores, torch.ones(6))  # ties at k=6 go to the nearest
-    k, scores = choose_k(sims, idx, labels, 2, "agreement", k_min=1, min_pairs=1000)
-    assert k == 6 and torch.isnan(scores).all()  # undecided: the graph width K
-    wide = knn_graph(F.normalize(torch.randn(30, 4, generator=torch.Generator().manual_seed(0)), dim=1), 12)
-    one = torch.full((30,), -1, dtype=torch.int64)
-    one[0] = 1
-    k, scores = choose_k(*wide, one, 2)  # one labeled sample: no labeled pairs at any k
-    assert k == 12 and torch.isnan(scores).all()
-    k, _ = choose_k(sims, idx, labels, 2, "agreement", delta=0.0, k_min=4, min_pairs=1)
-    assert k == 4  # nothing reaches 1 - delta: the best score among k >= k_min
-
-
 def test_nothing_to_label_returns_input():
     sims, idx = graph([[(1, .9)], [(0, .9)], [(0, .5)]])
     labels = L(0, 1, 1)
@@ -240,11 +201,15 @@ def test_option_validation_names_the_option():
     sims, idx = graph([[(1, .9)], [(0, .9)]])
     labels = L(0, -1)
     for name, bad in [("weighting", "cos"), ("level_quantile", 1.5), ("class_quota", 0),
-                      ("k", 0), ("fallback", "nearest"), ("delta", -1), ("max_rounds", 0)]:
+                      ("k", 0), ("fallback", "nearest"), ("k_min", 0), ("min_pairs", 0), ("max_rounds", 0)]:
         with pytest.raises(ValueError, match=repr(name)):
             hdl_label(sims, idx, labels, 2, **{name: bad})
     with pytest.raises(TypeError, match="unknown"):
         validate_options(alpha=0.9)
+    for removed in ("adaptive_rule", "delta", "k_cap", "hierarchy_vote", "class_similarity", "class_groups"):
+        with pytest.raises(TypeError, match=f"unknown labeling option.*'{removed}'"):
+            validate_options(**{removed: None})
+        assert removed not in inspect.signature(hdl_label).parameters
     assert set(DEFAULT_OPTIONS) == set(OPTION_TABLE)
     with pytest.raises(ValueError, match="labels must lie"):
         hdl_label(sims, idx, L(0, 5), 2, k=1)
@@ -267,75 +232,13 @@ def test_knn_vote_baseline():
     assert same.labels.tolist() == [0, 1, 0, 1, 0] and same.rounds == 0
 
 
-# ---------------------------------------------------------------- hierarchy-aware votes
-# classes 0, 1 are siblings (group 0); class 2 is alone (group 1)
-SIBLINGS = torch.tensor([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])
-GROUPS = L(0, 0, 1)
-
-
+# ---------------------------------------------------------------- a star graph (also tests/test_labeling_blend.py)
 def _star(neighbour_labels):
     """Sample 0 unlabeled; its neighbours 1..n carry ``neighbour_labels`` with equal similarity."""
     n = len(neighbour_labels)
     rows = [[(j, 0.5) for j in range(1, n + 1)]] + [[(0, 0.5)] for _ in range(n)]
     sims, idx = graph(rows)
     return sims, idx, L(-1, *neighbour_labels)
-
-
-def test_smooth_vote_lets_siblings_support_each_other():
-    # votes: class 2 twice, classes 0 and 1 once each -> plain: 2; smooth: 0 -> 1 + 0.5 = 1.5,
-    # 1 -> 1.5, 2 -> 2.0: still 2.  With class 1 twice and 0 once, 2 twice: plain tie 1/2 goes to
-    # the first neighbour; smooth: 1 -> 2 + 0.5 = 2.5 beats 2 -> 2.
-    sims, idx, y = _star([2, 0, 1, 2])
-    plain = hdl_label(sims, idx, y, 3, k=4, weighting="uniform", **PLAIN)
-    smooth = hdl_label(sims, idx, y, 3, k=4, weighting="uniform", hierarchy_vote="smooth",
-                       class_similarity=SIBLINGS, **PLAIN)
-    assert plain.labels[0] == 2 and smooth.labels[0] == 2
-    sims, idx, y = _star([2, 1, 0, 2, 1])
-    plain = hdl_label(sims, idx, y, 3, k=5, weighting="uniform", **PLAIN)
-    smooth = hdl_label(sims, idx, y, 3, k=5, weighting="uniform", hierarchy_vote="smooth",
-                       class_similarity=SIBLINGS, **PLAIN)
-    assert plain.labels[0] == 2  # tie 2 : 2 goes to the first neighbour's class
-    assert smooth.labels[0] == 1
-    assert smooth.agreement[0].item() == pytest.approx(2 / 5)  # the winner's share of the plain votes
-
-
-def test_coarse_to_fine_picks_the_group_then_the_class():
-    # votes: 2, 2, 0, 1, 0 -> group 0 has 3 votes, group 1 has 2; inside group 0 class 0 (2 votes)
-    sims, idx, y = _star([2, 2, 0, 1, 0])
-    plain = hdl_label(sims, idx, y, 3, k=5, weighting="uniform", **PLAIN)
-    c2f = hdl_label(sims, idx, y, 3, k=5, weighting="uniform", hierarchy_vote="coarse_to_fine",
-                    class_groups=GROUPS, **PLAIN)
-    assert plain.labels[0] == 2  # tie 2 : 2 between classes 2 and 0, first neighbour wins
-    assert c2f.labels[0] == 0
-    assert c2f.agreement[0].item() == pytest.approx(2 / 5)
-
-
-def test_hierarchy_votes_degenerate_to_the_plain_vote():
-    torch.manual_seed(0)
-    x = F.normalize(torch.randn(60, 4), dim=1)
-    y = torch.full((60,), -1, dtype=torch.int64)
-    y[:12] = torch.arange(12) % 3
-    sims, idx = knn_graph(x, 8, backend="torch")
-    base = hdl_label(sims, idx, y, 3, k=8)
-    same = [hdl_label(sims, idx, y, 3, k=8, hierarchy_vote="smooth", class_similarity=torch.eye(3)),
-            hdl_label(sims, idx, y, 3, k=8, hierarchy_vote="coarse_to_fine", class_groups=L(0, 1, 2)),
-            hdl_label(sims, idx, y, 3, k=8, hierarchy_vote="coarse_to_fine", class_groups=L(0, 0, 0))]
-    for r in same:
-        assert torch.equal(r.labels, base.labels) and torch.equal(r.agreement, base.agreement)
-
-
-def test_hierarchy_vote_bad_inputs():
-    sims, idx, y = _star([0, 1])
-    with pytest.raises(ValueError, match="hierarchy_vote"):
-        hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="tree")
-    with pytest.raises(ValueError, match="class_similarity"):
-        hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="smooth")
-    with pytest.raises(ValueError, match="class_similarity"):
-        hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="smooth", class_similarity=torch.eye(2))
-    with pytest.raises(ValueError, match="class_groups"):
-        hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="coarse_to_fine", class_groups=torch.zeros(3))
-    with pytest.raises(ValueError, match="class_groups entries"):
-        hdl_label(sims, idx, y, 3, k=2, hierarchy_vote="coarse_to_fine", class_groups=L(0, 0, 5))
 
 
 # ---------------------------------------------------------------- held-out k and EM class prior
@@ -382,9 +285,11 @@ def test_heldout_k_prefers_a_width_that_labels_the_held_out_samples():
     k, scores = choose_k_heldout(sims, idx, labels, 2, min_pairs=1, ks=(3, 5, 10), **opts)
     assert scores[[2, 4, 9]].tolist() == [1, 1, 1] and scores[19] == 0.5 and k == 10
     assert torch.isnan(scores[[0, 1, 3, 5, 18]]).all()
-    res = hdl_label(sims, idx, labels, 2, k="adaptive", adaptive_rule="heldout", min_pairs=1, k_cap="none",
-                    **opts)
-    assert res.chosen_k == 10 and torch.equal(res.k_scores[[4, 9, 19]], torch.tensor([1, 1, .5]))
+    # in hdl_label the candidates stop at the estimated smallest class, floor(32 * 4 / 16) = 8: the
+    # candidates 5 and 8 both score 1 and the wider wins
+    res = hdl_label(sims, idx, labels, 2, k="adaptive", min_pairs=1, **opts)
+    assert res.chosen_k == 8 and res.k_scores[[4, 7]].tolist() == [1, 1]
+    assert torch.isnan(res.k_scores[[2, 9, 19]]).all()
     # too few held-out labels (min_pairs) or one label per class: the graph width, nothing judged
     k, scores = choose_k_heldout(sims, idx, labels, 2, min_pairs=100, **opts)
     assert k == 20 and torch.isnan(scores).all()
@@ -414,16 +319,15 @@ def test_smallest_class_size_caps_the_adaptive_k():
     assert smallest_class_size(labels) == 40
     assert smallest_class_size(L(0, 1, 0, 1, -1, -1)) == 3 and smallest_class_size(L(-1, -1)) is None
     # one label per class: nothing is judged, so the adaptive k is the graph width (12), capped at
-    # floor(30 * 1 / 3) = 10 with k_cap, and at k_min when the estimate is smaller
+    # floor(30 * 1 / 3) = 10, and raised to k_min when the estimate is smaller (never past the graph)
     x = F.normalize(torch.randn(30, 4, generator=torch.Generator().manual_seed(0)), dim=1)
     sims, idx = knn_graph(x, 12, backend="torch")
     y = torch.full((30,), -1, dtype=torch.int64)
     y[:3] = torch.tensor([0, 1, 2])
-    for rule in ("agreement", "heldout"):
-        assert hdl_label(sims, idx, y, 3, adaptive_rule=rule, k_cap="none").chosen_k == 12
-        assert hdl_label(sims, idx, y, 3, adaptive_rule=rule, k_cap="smallest_class").chosen_k == 10
-    assert hdl_label(sims, idx, y, 3, k_cap="smallest_class", k_min=11).chosen_k == 11
-    assert hdl_label(sims, idx, y, 3, k=12, k_cap="smallest_class").chosen_k == 12  # a fixed k is kept
+    assert hdl_label(sims, idx, y, 3).chosen_k == 10
+    assert hdl_label(sims, idx, y, 3, k_min=11).chosen_k == 11
+    assert hdl_label(sims, idx, y, 3, k_min=20).chosen_k == 12
+    assert hdl_label(sims, idx, y, 3, k=12).chosen_k == 12  # a fixed k is not capped
 
 
 def test_calibrated_confidence_is_the_isotonic_fit_of_held_out_correctness():

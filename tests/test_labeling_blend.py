@@ -45,12 +45,6 @@ def test_blend_computes_its_own_diffusion_and_checks_inputs():
     assert own.labels[0] in (0, 1)
     with pytest.raises(ValueError, match="diffusion must have shape"):
         hdl_label(sims, idx, y, 3, k=3, diffusion_weight=0.5, diffusion=torch.zeros(2, 3))
-    # the blend feeds the hierarchy-aware vote: with S = I it is the blend alone
-    z = _diffusion([0.9, 0.05, 0.05])
-    blend = hdl_label(sims, idx, y, 3, k=3, weighting="uniform", diffusion_weight=0.5, diffusion=z, **PLAIN)
-    both = hdl_label(sims, idx, y, 3, k=3, weighting="uniform", diffusion_weight=0.5, diffusion=z,
-                     hierarchy_vote="smooth", class_similarity=torch.eye(3), **PLAIN)
-    assert torch.equal(blend.labels, both.labels) and int(both.labels[0]) == 0
     with pytest.raises(ValueError, match="'diffusion_weight'"):
         hdl_label(sims, idx, y, 3, k=3, diffusion_weight=1.5)
 
@@ -60,11 +54,11 @@ def test_cli_passes_the_new_options(tmp_path):
     np.save(tmp_path / "emb.npy", x)
     np.save(tmp_path / "labels.npy", labels)
     out = tmp_path / "out.csv"
-    flags = ["--adaptive-rule", "heldout", "--diffusion-weight", "0.5", "--diffusion-alpha", "0.8",
+    flags = ["--min-pairs", "5", "--diffusion-weight", "0.5", "--diffusion-alpha", "0.8",
              "--class-prior", "em"]
     assert main(["--embeddings", str(tmp_path / "emb.npy"), "--labels", str(tmp_path / "labels.npy"),
                  "--k-max", "10", "--backend", "torch", "--out", str(out), *flags]) == 0
-    direct = relabel(x, labels, k_max=10, backend="torch", adaptive_rule="heldout", diffusion_weight=0.5,
+    direct = relabel(x, labels, k_max=10, backend="torch", min_pairs=5, diffusion_weight=0.5,
                      diffusion_alpha=0.8, class_prior="em")
     written = np.loadtxt(out, delimiter=",", skiprows=1, usecols=1, dtype=np.int64)
     assert written.tolist() == direct.labels.tolist()

@@ -147,6 +147,7 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
         if key in IGNORED_KEYS:
             warnings.warn(f"config key {key!r} has no effect here ({IGNORED_KEYS[key]}); ignored", stacklevel=2)
             cfg.pop(key)
+    cfg = config_keys.without_removed(cfg)  # a removed key at its old default is dropped, else refused
 
     unknown = [k for k in cfg if k not in defaults]
     if unknown:
@@ -157,6 +158,8 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
         raise ValueError(f"unknown config key(s): {', '.join(msgs)}")
 
     cfg = config_keys.validate(cfg)  # the project's keys: type and range from the one table
+    if str(alg).startswith("hdl_"):
+        config_keys.check_combinations(cfg)
     if cfg.get("la_prior", "none") != "none" and str(alg).startswith("hdl_"):
         raise ValueError(f"la_prior: {cfg['la_prior']!r} is for the base algorithms; {alg} adjusts its unlabeled "
                          f"loss with hdl_loss_prior (la_prior allowed here: 'none')")

@@ -203,6 +203,10 @@ def resume_changes(run_dir: str, args: argparse.Namespace) -> Dict[str, Tuple[An
         raise ValueError(f"resume: cannot read the run's saved config {path}: {type(e).__name__}") from None
     if not isinstance(saved, dict):
         raise ValueError(f"resume: the run's saved config {path} is not a mapping")
+    try:
+        saved = config_keys.saved_config_defaults(saved)  # in today's keys, as the run ran
+    except ValueError as e:
+        raise ValueError(f"resume: the run's saved config {path}: {e}") from None
     requested = yaml.safe_load(dump_config(args))
     changed = {k: (saved.get(k), requested.get(k)) for k in sorted(set(saved) | set(requested))
                if saved.get(k) != requested.get(k) and k not in _RESUME_SILENT_KEYS}

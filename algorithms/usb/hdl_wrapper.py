@@ -57,7 +57,7 @@ from semilearn.core.utils import ALGORITHMS
 from hdl import config_keys
 from hdl.bank import DTYPES as BANK_DTYPES
 from hdl.blend import (balanced_probabilities, blend_distributions, calibrated_votes, class_log_prior,
-                       neighbourhood_mean, neighbourhood_votes, prior_probabilities)
+                       neighbourhood_votes, prior_probabilities)
 from hdl.knn import resolve_backend
 from hdl.refresh import refresh as refresh_labels
 
@@ -80,7 +80,8 @@ def hdl_arguments():
 
 @dataclass(frozen=True)
 class HDLSettings:
-    """HDL's keys, read once from USB's ``args`` and validated by the key table.
+    """HDL's keys, read once from USB's ``args`` and validated by the key table (each key, and the
+    combinations of :func:`hdl.config_keys.check_combinations`).
 
     ``labeling``: the options of :func:`hdl.refresh.refresh` (``k_max``, ``backend`` and every
     ``hdl_label`` option) from the ``hdl_*`` labeling keys."""
@@ -97,7 +98,6 @@ class HDLSettings:
     labeling: Mapping[str, Any] = field(default_factory=dict)
     bank_dtype: str = "float32"
     blend_weight: float = 0.5
-    blend_votes: str = "calibrated"
     blend_model: str = "ema"
     blend_prior: str = "auto"
     loss_prior: str = "auto"
@@ -118,13 +118,14 @@ class HDLSettings:
     def from_args(cls, args) -> "HDLSettings":
         table = config_keys.keys(["hdl", "labeling"])
         v = {name: key.validate(getattr(args, name, key.default)) for name, key in table.items()}
+        config_keys.check_combinations(v)
         labeling = config_keys.labeling_options(v)
         if labeling["k"] != "adaptive" and labeling["k"] > labeling["k_max"]:
             raise ValueError(f"hdl_k: expected 1 <= hdl_k <= hdl_k_max={labeling['k_max']}, got {labeling['k']}")
         return cls(v["hdl_enable"], v["hdl_warmup_iter"], v["hdl_refresh_every"], v["hdl_use"], v["hdl_embed"],
                    v["hdl_gt_ratio"], v["hdl_min_agreement"], v["hdl_weight_by_agreement"], v["hdl_inject"],
-                   labeling, v["hdl_bank_dtype"], v["hdl_blend_weight"], v["hdl_blend_votes"],
-                   v["hdl_blend_model"], v["hdl_blend_prior"], v["hdl_loss_prior"])
+                   labeling, v["hdl_bank_dtype"], v["hdl_blend_weight"], v["hdl_blend_model"],
+                   v["hdl_blend_prior"], v["hdl_loss_prior"])
 
     def resolved(self, base_name: str, imb_algorithm: Optional[str] = None) -> "HDLSettings":
         """The settings with ``auto`` priors resolved for ``base_name``: ``hdl_loss_prior auto`` is
@@ -366,7 +367,7 @@ class HDLMixin:
         dropped = None
         changed = None
         if self.hdl.inject == "blend":
-            changed = self._blend_with_model(pool_ids, r, ids)
+            changed = self._blend_with_model(pool_ids, r)
         elif self.hdl.inject != "all" and res.confidence is not None:
             pool_ids, dropped = self._drop_less_reliable(pool_ids, res.confidence[r.new])
         self._pool_nonempty = self.pool.nonempty
@@ -413,21 +414,18 @@ class HDLMixin:
         self._loss_log_prior = class_log_prior(self.pool.labels[used], self.num_classes).to(self.device)
 
     @torch.no_grad()
-    def _blend_with_model(self, pool_ids: torch.Tensor, r, ids: torch.Tensor) -> int:
+    def _blend_with_model(self, pool_ids: torch.Tensor, r) -> int:
         """``hdl_inject: blend``: every pool label becomes the argmax of ``w * v + (1 - w) * p``
         (:mod:`hdl.blend`), ``v`` the label distribution of the sample's closed neighbourhood (itself
         and its first ``chosen_k`` graph neighbours, given and HDL labels, cosine weights), ``p`` the
         model's probabilities, ``w = hdl_blend_weight``; its agreement becomes the blend's winning
-        score.  ``p`` (``hdl_blend_model``): ``ema`` (with ``hdl_embed: ema_pass``) the EMA model's
+        score.  ``p`` (``hdl_blend_model``): ``ema`` (needs ``hdl_embed: ema_pass``) the EMA model's
         head on this refresh's EMA embedding of the sample (:meth:`_ema_probabilities`: clean view,
-        the model USB evaluates); ``ema_graph`` (with ``hdl_embed: ema_pass``) those probabilities of
-        every graph row (``ids``, the refresh's samples in graph order) averaged over the sample's
-        closed neighbourhood, the neighbourhood of ``v`` (:func:`hdl.blend.neighbourhood_mean`);
-        ``train`` (and with ``hdl_embed: bank``) the training model's head
-        on the sample's latest weak-view features from the train steps, where samples no step has
-        seen keep HDL's label.  With ``hdl_blend_votes: calibrated`` (and a labeling that
-        calibrated its confidence) ``v`` is :func:`hdl.blend.calibrated_votes`: the labeler's
-        calibrated confidence on HDL's label, the rest over the other voted classes.  With
+        the model USB evaluates); ``train`` the training model's head on the sample's latest
+        weak-view features from the train steps, where samples no step has seen keep HDL's label.
+        Where the labeling calibrated its confidence (the held-out k) ``v`` is
+        :func:`hdl.blend.calibrated_votes`: the labeler's calibrated confidence on HDL's label, the
+        rest over the other voted classes.  With
         ``hdl_blend_prior: balanced`` ``p`` is first divided by its mean over the pool rows it covers
         (:func:`hdl.blend.balanced_probabilities`); with ``until_prior`` so only while no loss prior
         is in force (the first refresh of ``hdl_loss_prior: adjusted``: the model trained on the
@@ -441,15 +439,10 @@ class HDLMixin:
         votes = neighbourhood_votes(r.graph_sims, r.graph_idx, r.result.labels.to(r.graph_idx.device),
                                     self.num_classes, max(1, int(r.result.chosen_k)), rows.to(r.graph_idx.device))
         conf = getattr(r.result, "confidence", None)
-        if self.hdl.blend_votes == "calibrated" and conf is not None:
+        if conf is not None:
             dev = votes.device
             votes = calibrated_votes(votes, r.result.labels.to(dev)[rows.to(dev)], conf.to(dev)[rows.to(dev)])
-        if self.hdl.blend_model == "ema_graph" and self._ema_norms is not None:
-            dev = r.graph_idx.device
-            probs = neighbourhood_mean(r.graph_sims, r.graph_idx, self._ema_probabilities(ids).to(dev),
-                                       max(1, int(r.result.chosen_k)), rows.to(dev)).to(votes.device)
-            seen = torch.ones(len(pool_ids), dtype=torch.bool, device=pool_ids.device)
-        elif self.hdl.blend_model == "ema" and self._ema_norms is not None:
+        if self.hdl.blend_model == "ema":
             probs = self._ema_probabilities(pool_ids).to(votes.device)
             seen = torch.ones(len(pool_ids), dtype=torch.bool, device=pool_ids.device)
         else:
