@@ -4,8 +4,8 @@ Each key is declared once here with its default, check, allowed values in words 
 Generated from it: USB's ``SSL_Argument``s of the ``hdl_*`` algorithms
 (:func:`hdl.algorithms.usb.hdl_wrapper.hdl_arguments`), the per-key validation of ``hdl-train``
 configs (:func:`validate`), ``hdl-train --help-keys``, ``hdl-relabel``'s and
-``hdl-relabel-run``'s labeling flags (:func:`add_relabel_arguments`) and the README's key table
-(:func:`markdown_table`; ``tests/test_config_keys.py`` fails when the README disagrees).
+``hdl-relabel-run``'s labeling flags (:func:`add_relabel_arguments`) and the key table of
+``docs/training.md`` (:func:`markdown_table`; ``tests/test_config_keys.py`` fails when it disagrees).
 
 The labeling keys are not restated: every exposed option of :data:`hdl.labeling.OPTION_TABLE`
 becomes the key ``hdl_<option>`` (``min_agreement`` becomes ``hdl_vote_min_agreement``, since
@@ -15,7 +15,7 @@ declaration: its keyword default in ``hdl_label`` and its row in ``OPTION_TABLE`
 
 USB's own numeric keys keep USB's defaults and types; their valid ranges (loss weights >= 0,
 temperatures > 0, thresholds in [0, 1], ...) are declared once in :data:`USB_RANGES`, next to the
-project's keys, checked by :func:`validate_usb` and listed in the README (:func:`usb_ranges_table`).
+project's keys, checked by :func:`validate_usb` and listed in ``docs/training.md`` (:func:`usb_ranges_table`).
 
 Groups: ``hdl`` (training with HDL), ``labeling`` (the labeler, also reached by the relabeling
 commands), ``semantic`` (semantic supervised losses), ``run`` (data and device; every algorithm).
@@ -449,7 +449,7 @@ def saved_config_defaults(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def markdown_table() -> str:
-    """The README's key table."""
+    """The key table of docs/training.md (between ``<!-- keys:start -->`` and ``<!-- keys:end -->``)."""
     rows = ["| key | group | default | allowed | meaning |", "|---|---|---|---|---|"]
     for k in KEYS.values():
         allowed = k.allowed.replace("|", "\\|")
@@ -458,14 +458,15 @@ def markdown_table() -> str:
 
 
 def usb_ranges_table() -> str:
-    """The README's table of USB's keys with a range."""
+    """The table of USB's keys with a range in docs/training.md (between ``<!-- usb-ranges:start -->``
+    and ``<!-- usb-ranges:end -->``)."""
     rows = ["| USB key | allowed | meaning |", "|---|---|---|"]
     for r in USB_RANGES.values():
         rows.append(f"| `{r.name}` | {r.allowed} | {r.help} |")
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # python -m hdl.config_keys: print the README tables
+if __name__ == "__main__":  # python -m hdl.config_keys: print the tables of docs/training.md
     print(markdown_table())
     print()
     print(usb_ranges_table())

@@ -36,7 +36,7 @@ logger = logging.getLogger("hdl")
 BACKENDS = ("auto", "torch", "faiss", "faiss-gpu")
 _INSTALL_HINT = (
     "pip install faiss-cpu (or the GPU build in its place, never both: pip uninstall -y faiss-cpu && "
-    "pip install faiss-gpu-cu12; README: GPU install); the pure-torch backend works without it"
+    "pip install faiss-gpu-cu12; docs/gpu.md: FAISS on the GPU); the pure-torch backend works without it"
 )
 # faiss CPU brute-force block sizes (query rows x base rows per BLAS call); larger than faiss's
 # defaults (4096 x 1024) for better matmul efficiency at the cost of a 128 MiB score buffer
@@ -117,7 +117,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             if why is not None and first:
                 warnings.warn(f"faiss-gpu does not run on {device} ({why}); the kNN search uses the torch "
                               "backend on the GPU instead. faiss-gpu-cu12 needs a CUDA 12 runtime next to "
-                              "torch's (README: GPU install); backend='torch' silences this", stacklevel=3)
+                              "torch's (docs/gpu.md: FAISS on the GPU); backend='torch' silences this", stacklevel=3)
         elif device.type == "cuda":
             chosen = "torch"
         elif faiss is not None:
@@ -204,7 +204,7 @@ def _search_faiss_gpu(q: torch.Tensor, b: torch.Tensor, k: int,
     except Exception as e:
         raise RuntimeError(f"backend='faiss-gpu' failed on {device} ({type(e).__name__}: {e}); "
                            "backend='auto' falls back to torch on the GPU when faiss-gpu does not run "
-                           "(README: GPU install)") from e
+                           "(docs/gpu.md: FAISS on the GPU)") from e
 
 
 def _search_faiss(q: torch.Tensor, b: torch.Tensor, k: int, gpu: bool,

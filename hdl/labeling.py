@@ -182,8 +182,8 @@ class Option(NamedTuple):
 
 
 # The single place where a labeling option is declared: its default is the keyword default of
-# hdl_label; validation, hdl-relabel's flags, hdl-train's keys (hdl_<name>) and the README's key
-# table are generated from this table (hdl.config_keys).
+# hdl_label; validation, hdl-relabel's flags, hdl-train's keys (hdl_<name>) and the key table of
+# docs/training.md are generated from this table (hdl.config_keys).
 OPTION_TABLE: Dict[str, Option] = {
     "k": Option(lambda v: v == "adaptive" or (_is_int(v) and v >= 1), "'adaptive' or an int >= 1",
                 "neighbours per vote; 'adaptive' chooses it on held-out given labels (choose_k_heldout), capped "

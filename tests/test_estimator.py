@@ -272,12 +272,12 @@ def test_pipeline_scaler_then_hdl():
     assert again[-1].chosen_k_ == 3
 
 
-# ---------------------------------------------------------------- the README example runs
-def test_readme_example_runs(capsys):
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text.split("## HDL as a scikit-learn estimator", 1)[1]
+# ---------------------------------------------------------------- the docs example runs
+def test_docs_example_runs(capsys):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "estimator.md").read_text()
+    section = text.split("## The scikit-learn estimator", 1)[1]
     code = section.split("```python", 1)[1].split("```", 1)[0]
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/estimator.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "HierarchicalDynamicLabeling" in printed and "LabelSpreading" in printed
     assert not math.isnan(float(printed.split()[-1]))

@@ -1,6 +1,7 @@
-"""The layout rules of the README's Layout section: imports only downwards, no cycles, no module
-imports a command-line module, every package is installed; and one rule of the test suite: a test
-that starts a process is marked slow."""
+"""The layout rules of docs/design.md ("Layout and import rules"): imports only downwards, no cycles, no
+module imports a command-line module, every package is installed; one rule of the test suite: a test
+that starts a process is marked slow; and one rule of the documentation: every relative link of
+README.md and docs/*.md points to a file that exists."""
 import ast
 import os
 import re
@@ -201,3 +202,47 @@ def test_tests_that_start_processes_are_marked_slow():
         assert any_slow, f"{name} starts processes but none of its tests is marked slow"
         checked.append(name)
     assert checked  # the suite has process tests; finding none means the search is broken
+
+
+# ----------------------------------------------------------------------------- documentation links
+# [text](target) and [text](target "title"); images too. Absolute URLs and mailto: are not checked;
+# a target's #anchor is dropped (the file must exist, the anchor is not checked).
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def doc_files():
+    docs = os.path.join(ROOT, "docs")
+    pages = sorted(os.path.join(docs, f) for f in os.listdir(docs) if f.endswith(".md"))
+    return [os.path.join(ROOT, "README.md")] + pages
+
+
+def broken_links(path):
+    """Relative link targets of a markdown file that name no existing file or folder."""
+    text = open(path, encoding="utf-8").read()
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # code blocks hold no links
+    text = re.sub(r"`[^`\n]*`", "", text)  # nor does inline code
+    bad = []
+    for target in LINK.findall(text):
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target) or target.startswith("#"):
+            continue  # a URL (http:, https:, mailto:) or an anchor in the same file
+        file = target.split("#", 1)[0]
+        if not os.path.exists(os.path.normpath(os.path.join(os.path.dirname(path), file))):
+            bad.append(target)
+    return bad
+
+
+def test_the_link_checker_finds_a_broken_link(tmp_path):
+    (tmp_path / "there.md").write_text("x")
+    page = tmp_path / "page.md"
+    page.write_text("[ok](there.md) [ok](there.md#a) [web](https://example.org/x) [here](#top)\n"
+                    "[gone](missing.md) ![img](plots/none.png) [gone too](sub/there.md#b \"title\")\n"
+                    "`[code](not_checked.md)`\n```\n[block](not_checked_either.md)\n```\n")
+    assert broken_links(str(page)) == ["missing.md", "plots/none.png", "sub/there.md#b"]
+
+
+def test_readme_and_docs_links_point_to_existing_files():
+    files = doc_files()
+    assert len(files) > 1 and os.path.join(ROOT, "docs", "training.md") in files
+    bad = {os.path.relpath(f, ROOT): broken_links(f) for f in files}
+    bad = {f: links for f, links in bad.items() if links}
+    assert not bad, f"broken relative links: {bad}"
