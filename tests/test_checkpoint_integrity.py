@@ -165,6 +165,40 @@ def test_resume_cuts_refresh_records_and_sums_wall_seconds(tmp_path):
     assert second["wall_seconds"] > ckpt_wall
 
 
+@pytest.mark.slow
+def test_resume_removes_tensorboard_events_after_the_restored_iteration(tmp_path):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from torch.utils.tensorboard import SummaryWriter
+
+    train(tmp_path)  # 4 iterations, checkpoint at 4
+    run_dir = os.path.join(str(tmp_path), "run")
+    tb = os.path.join(run_dir, "tensorboard")
+    # as if a kill came after iteration 5 was logged: a file with one event before and one after
+    w = SummaryWriter(tb, filename_suffix=".killed")
+    w.add_scalar("eval/top-1-acc", 0.25, 3)
+    w.add_scalar("eval/top-1-acc", 123.0, 5)
+    w.close()
+    killed = next(p for p in (os.path.join(tb, n) for n in os.listdir(tb)) if p.endswith(".killed"))
+    train(tmp_path, resume=True, num_train_iter=6)
+
+    from tensorboard.util import tensor_util
+
+    def value(v):
+        return float(v.simple_value) if v.HasField("simple_value") else float(tensor_util.make_ndarray(v.tensor))
+
+    def scalars(path):
+        return [(v.tag, e.step, round(value(v), 4)) for e in EventFileLoader(path).Load()
+                if e.HasField("summary") for v in e.summary.value]
+
+    assert scalars(killed) == [("eval/top-1-acc", 3, 0.25)]  # rewritten in place, the later event gone
+    every = [s for n in os.listdir(tb) for s in scalars(os.path.join(tb, n))]
+    assert not [s for s in every if s[2] == 123.0]
+    steps = [s[1] for s in every if s[0] == "eval/top-1-acc"]
+    assert sorted(steps) == [2, 3, 4, 6]  # the resumed segment logged 6 once; 2 and 4 from the first
+    with open(os.path.join(run_dir, "log.txt")) as f:
+        assert "(1 TensorBoard event(s) after it removed)" in f.read()
+
+
 def test_overwrite_clears_the_old_run(tmp_path):
     train(tmp_path, use_tensorboard=True)
     run_dir = os.path.join(str(tmp_path), "run")
@@ -259,3 +293,16 @@ def test_damaged_or_foreign_splits_file_is_one_line_on_resume(tmp_path):
                                          "'digits' has 1297 training images"):
         train(tmp_path, resume=True, num_train_iter=6)
     assert not [f for f in os.listdir(os.path.dirname(path)) if f.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_network_is_one_line(tmp_path):
+    train(tmp_path, name="tiny", num_train_iter=2)
+    path = os.path.join(str(tmp_path), "tiny", "latest_model.pth")
+    b = runner.build_algorithm(args_for(tmp_path, "small", net="cnn_small"), tb=False)
+    with pytest.raises(ValueError) as err:
+        b.load_model(path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"checkpoint {path}: its model does not fit the network built here (")
+    assert "size mismatch" in msg or "Missing key" in msg or "Unexpected key" in msg

@@ -22,6 +22,7 @@ from hdl import config_keys
 from hdl.data import DATASET_INFO
 
 from .config import dump_config
+from .tensorboard_records import event_files, purge_after
 from ..usb.checkpoint_io import (CHECKPOINT_FILES, LATEST, PREVIOUS, choose_resume_checkpoint, remove_stale_temps)
 from ..usb import distributed
 from ..usb.registry import device_algorithm, get_net_builder
@@ -315,6 +316,7 @@ def _train(args: argparse.Namespace, progress: bool, group: distributed.ProcessG
         log.info(line)
         logger.info(line)
     config_text = dump_config(args)  # as requested (building the algorithm adds derived keys to args)
+    earlier_events = event_files(run_dir) if args.resume and main else []  # before this segment's writer
     start = time.time()
     alg = build_algorithm(args, logger, tb=main)
     if getattr(args, "imb_algorithm", None) and getattr(alg, "scheduler", None) is None:
@@ -329,8 +331,10 @@ def _train(args: argparse.Namespace, progress: bool, group: distributed.ProcessG
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(f"resume: checkpoint {args.load_path} does not fit this config: {first}") from None
         dropped = alg.truncate_run_records(alg.it)
-        logger.info("resumed from %s at iteration %d%s", args.load_path, alg.it,
-                    f" ({dropped} refresh record(s) after it dropped)" if dropped else "")
+        purged = purge_after(earlier_events, alg.it)
+        logger.info("resumed from %s at iteration %d%s%s", args.load_path, alg.it,
+                    f" ({dropped} refresh record(s) after it dropped)" if dropped else "",
+                    f" ({purged} TensorBoard event(s) after it removed)" if purged else "")
     alg.segment_start = start
     if main:
         _atomic_write(os.path.join(run_dir, "config.yaml"), config_text)

@@ -512,8 +512,14 @@ class DeviceMixin:
         :class:`.checkpoint_io.CheckpointError` naming it.
         """
         checkpoint = load_checkpoint(load_path)
-        self.model.load_state_dict(checkpoint["model"])
-        self.ema_model.load_state_dict(checkpoint["ema_model"])
+        for key, net in (("model", self.model), ("ema_model", self.ema_model)):
+            try:
+                net.load_state_dict(checkpoint[key])
+            except RuntimeError as e:  # torch lists every mismatch over many lines: keep the first
+                lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+                detail = (lines[1] if len(lines) > 1 else lines[0] if lines else type(e).__name__)[:300]
+                raise ValueError(f"checkpoint {load_path}: its {key} does not fit the network built here "
+                                 f"({type(net).__name__}): {detail}") from None
         self.loss_scaler.load_state_dict(checkpoint["loss_scaler"])
         self.it = checkpoint["it"]
         self.start_epoch = self.epoch = checkpoint["epoch"]
