@@ -40,7 +40,7 @@ HDL_EMBEDS = ("bank", "ema_pass")
 HDL_INJECTS = ("all", "confident", "calibrated", "blend")
 HDL_BLEND_MODELS = ("ema", "train")
 HDL_BLEND_PRIORS = ("auto", "none", "balanced", "until_prior")
-HDL_LOSS_PRIORS = ("auto", "none", "adjusted")
+HDL_LOSS_PRIORS = ("auto", "none", "adjusted", "labeler")
 LA_PRIORS = ("none", "model")
 SEMANTIC_LOSSES = ("none", "sal", "hace", "pmi")
 SEMANTIC_SOURCES = ("hierarchy", "glove", "minilm")
@@ -146,8 +146,11 @@ def _declared() -> Dict[str, Key]:
             "targets every unlabeled consistency loss of the base sees the logits plus the log class prior of "
             "the injected pool labels (logit adjustment, hdl.blend.class_log_prior), and the blend takes the "
             "model's probabilities times that prior (hdl.blend.prior_probabilities); use it with "
-            "hdl_blend_prior none; auto: adjusted where the base's unlabeled loss is a cross-entropy (fixmatch, "
-            "freematch, remixmatch) in target mode, else none (mixmatch's squared error, pool mode)",
+            "hdl_blend_prior none; labeler (experimental: measured on the lt_peers grid's HDL cells only): as "
+            "adjusted with the labeler's estimate of the unlabeled class shares (hdl.labeling.unlabeled_prior under "
+            "hdl_class_prior: the anchor for long-tailed labels) instead of the pool's shares; auto: adjusted where "
+            "the base's unlabeled loss is a cross-entropy (fixmatch, freematch, remixmatch) in target mode, else "
+            "none (mixmatch's squared error, pool mode)",
             saved="none"),
         Key("hdl_weight_by_agreement", "hdl", False, lambda v: isinstance(v, bool), "true or false",
             "target mode: the mask of an HDL-labeled row is its agreement instead of 1 (experimental: not measured)",

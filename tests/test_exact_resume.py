@@ -178,7 +178,9 @@ def test_resume_without_the_data_position_restarts_the_epoch_order(tmp_path):
     ("hdl_fixmatch", dict(hdl_warmup_iter=4, hdl_refresh_every=4, hdl_embed="ema_pass", hdl_loss_prior="adjusted",
                           hdl_blend_prior="none")),
     ("fixmatch", dict(la_prior="model", la_warmup_iter=4, la_refresh_every=4)),
-], ids=["abc", "daso", "debiaspl", "hdl-pmi", "hdl-loss-prior", "la-prior"])
+    # the labeler's prior is not derivable from the pool: the checkpoint carries it
+    ("hdl_fixmatch", dict(hdl_warmup_iter=4, hdl_refresh_every=4, hdl_embed="ema_pass", hdl_loss_prior="labeler")),
+], ids=["abc", "daso", "debiaspl", "hdl-pmi", "hdl-loss-prior", "la-prior", "hdl-labeler-prior"])
 def test_stop_and_resume_imbalance_and_semantic_algorithms(algorithm, over, tmp_path):
     def args_fn(name, **o):
         return make_args("fixmatch", tmp_path, name, algorithm=algorithm, **over, **o)

@@ -108,3 +108,27 @@ def test_debiaspl_keeps_its_own_adjustment_alone(tmp_path):
     args.imb_algorithm, args.debiaspl_tau, args.debiaspl_ema_p = "debiaspl", 0.4, 0.999
     with pytest.raises(ValueError, match="la_prior: imb_algorithm 'debiaspl' replaces the consistency loss"):
         runner.build_algorithm(args, tb=False)
+
+
+@pytest.mark.slow
+def test_hdl_loss_prior_labeler_adjusts_by_the_labelers_anchor(tmp_path):
+    """hdl_loss_prior labeler with long-tailed labels: the prior in force after a refresh is the
+    labeler's anchor estimate, i.e. exactly one of the three anchors computed here from the label
+    counts (the label shares, uniform, the label shares reversed), logged per class."""
+    args = make_args("fixmatch", tmp_path, "lab", algorithm="hdl_fixmatch", num_train_iter=4, num_eval_iter=1000,
+                     hdl_warmup_iter=4, hdl_refresh_every=4, hdl_loss_prior="labeler", num_labels=20,
+                     lb_imb_ratio=4, ulb_num_labels=100, ulb_imb_ratio=4, include_lb_to_ulb=False)
+    a = runner.build_algorithm(args, tb=False)
+    assert (a.hdl.loss_prior, a.hdl.blend_prior) == ("labeler", "none")
+    torch.set_num_threads(1)
+    a.train()
+    prior = a._loss_log_prior.exp().cpu()
+    counts = torch.bincount(torch.as_tensor(a.split_info.train_y)[a.split_info.lb_idx], minlength=10).double()
+    g = counts / counts.sum()
+    order = torch.argsort(g, stable=True)
+    rev = torch.zeros_like(g)
+    rev[order] = torch.sort(g, descending=True).values
+    anchors = [g, torch.full((10,), 0.1, dtype=torch.float64), rev]
+    assert any(torch.allclose(prior.double(), x, atol=1e-6) for x in anchors), prior
+    logged = torch.tensor([a.refresh_log[-1][f"hdl/labeler_prior_{c}"] for c in range(10)])
+    assert torch.allclose(logged, prior, atol=1e-6)

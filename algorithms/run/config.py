@@ -165,7 +165,7 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
                          f"loss with hdl_loss_prior (la_prior allowed here: 'none')")
     from ..usb.logit_adjust import OWN_LOGIT_ADJUSTMENT
 
-    for key, value in (("la_prior", "model"), ("hdl_loss_prior", "adjusted")):
+    for key, value in (("la_prior", "model"), ("hdl_loss_prior", "adjusted"), ("hdl_loss_prior", "labeler")):
         if cfg.get(key) == value and imb in OWN_LOGIT_ADJUSTMENT:
             raise ValueError(f"{key}: {value!r} with imb_algorithm {imb!r}, whose consistency loss adds its own "
                              f"running class prior: the two adjustments would count the class shares twice "

@@ -67,6 +67,10 @@ from .faults import fault_point
 from .host_sync import per_step
 from .diagnostics import HDLState, RefreshEvent, head_probabilities
 from .logit_adjust import OWN_LOGIT_ADJUSTMENT, PriorAdjustedLoss
+
+# hdl_loss_prior values that adjust the unlabeled losses (by the pool's class shares, or by the
+# labeler's estimate of the unlabeled class shares)
+ADJUSTED = ("adjusted", "labeler")
 from .seam import UNLABELED_LOSS, TargetSeam, Targets
 from .semantic_loss import SemanticLossMixin
 
@@ -141,7 +145,7 @@ class HDLSettings:
             loss = "adjusted" if (UNLABELED_LOSS[base_name] == "ce" and self.use == "target"
                                   and imb_algorithm not in OWN_LOGIT_ADJUSTMENT) else "none"
         if blend == "auto":
-            blend = "none" if loss == "adjusted" else "balanced"
+            blend = "none" if loss in ADJUSTED else "balanced"
         return dataclasses.replace(self, loss_prior=loss, blend_prior=blend)
 
 
@@ -205,7 +209,7 @@ class HDLMixin:
         # consistency losses add on the current step (None outside steps with HDL targets)
         self._loss_log_prior: Optional[torch.Tensor] = None
         self._loss_shift: Optional[torch.Tensor] = None
-        if self.hdl.loss_prior == "adjusted":
+        if self.hdl.loss_prior in ADJUSTED:
             self.consistency_loss = PriorAdjustedLoss(self.consistency_loss, lambda: self._loss_shift)
         # the diagnostics run first: their figures make the refresh record
         self.refresh_consumers.insert(0, ("diagnostics", lambda alg, ev: alg.hdl_state.diagnostics.compute(alg, ev)))
@@ -262,7 +266,7 @@ class HDLMixin:
             mixed, targets = (0 if keep is None else kw["y_lb"].shape[0] - keep), None
         if targets is not None:
             self.seam.begin(targets)
-            if self.hdl.loss_prior == "adjusted":
+            if self.hdl.loss_prior in ADJUSTED:
                 self._loss_shift = self._loss_log_prior
         try:
             out_dict, log_dict = base_step(**kw)
@@ -379,6 +383,7 @@ class HDLMixin:
                 raise RuntimeError(f"HDL refresh at it {self.it + 1}: the processes hold different pools "
                                    f"(SHA-256 per rank: {digests})")
         new = r.new
+        labeler_prior = self._labeler_prior(r, labels, ids) if self.hdl.loss_prior == "labeler" else None
         labels[new] = self.pool.labels[ids[new]].to(labels.device)  # the pool's (after any drop)
         event = RefreshEvent(ids, r, labels, pool_ids)
         stats: Dict[str, float] = {} if dropped is None else {"hdl/inject_dropped": float(dropped)}
@@ -386,7 +391,9 @@ class HDLMixin:
             stats["hdl/blend_changed"] = float(changed)
         for _, consumer in self.refresh_consumers:
             stats.update(consumer(self, event) or {})
-        self._set_loss_prior()  # after the consumers: they read the prior the model trained with
+        self._set_loss_prior(labeler_prior)  # after the consumers: they read the prior the model trained with
+        if labeler_prior is not None:
+            stats.update({f"hdl/labeler_prior_{c}": float(v) for c, v in enumerate(labeler_prior.tolist())})
         stats["hdl/refresh_sec"] = time.perf_counter() - t0
         self.print_fn("HDL refresh at it %d (graph: %s%s): %s" % (self.it + 1, r.graph.index, "".join(
             f", {k} {v}" for k, v in r.graph.params.items()), json.dumps(
@@ -404,14 +411,38 @@ class HDLMixin:
                 f.write(json.dumps(record) + "\n")
         return stats
 
-    def _set_loss_prior(self) -> None:
+    def _set_loss_prior(self, labeler_prior: Optional[torch.Tensor] = None) -> None:
         """``hdl_loss_prior: adjusted``: the log class prior of the pool labels training injects
-        (:func:`hdl.blend.class_log_prior`), on the training device; None while the pool is empty."""
-        if self.hdl.loss_prior != "adjusted" or not self.pool.nonempty:
+        (:func:`hdl.blend.class_log_prior`), on the training device; None while the pool is empty.
+        ``labeler``: the log of ``labeler_prior`` (:meth:`_labeler_prior`, given at a refresh; on
+        load the checkpoint's)."""
+        if self.hdl.loss_prior not in ADJUSTED or not self.pool.nonempty:
             self._loss_log_prior = None
+            return
+        if self.hdl.loss_prior == "labeler":
+            if labeler_prior is not None:
+                self._loss_log_prior = labeler_prior.clamp(min=1e-6).log().float().to(self.device)
             return
         used = (self.pool.labels >= 0) & (self.pool.agreement >= self.hdl.min_agreement)
         self._loss_log_prior = class_log_prior(self.pool.labels[used], self.num_classes).to(self.device)
+
+    @torch.no_grad()
+    def _labeler_prior(self, r, labels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``hdl_loss_prior: labeler``: the labeler's estimate of the unlabeled class shares
+        (:func:`hdl.labeling.unlabeled_prior` under its ``class_prior`` rule, on this refresh's graph
+        and the class-normalised diffusion of the given ``labels``), float32 (C,) with at least a
+        share of 1e-6 per class, renormalised."""
+        from hdl.diffusion import diffusion_scores
+        from hdl.labeling import unlabeled_prior
+
+        dev = r.graph_idx.device
+        given = labels.to(dev)
+        z = diffusion_scores(r.graph_sims, r.graph_idx, given, self.num_classes, k=r.graph_idx.shape[1],
+                             alpha=self.hdl.labeling["diffusion_alpha"])
+        feats = self.bank.features()[ids.to(self.bank.device)].float().to(dev)
+        prior = unlabeled_prior(given, self.num_classes, self.hdl.labeling["class_prior"], feats, z).float()
+        prior = prior.clamp(min=1e-6)
+        return prior / prior.sum()
 
     @torch.no_grad()
     def _blend_with_model(self, pool_ids: torch.Tensor, r) -> int:
@@ -449,7 +480,7 @@ class HDLMixin:
             diag = self.hdl_state.diagnostics
             probs = diag.probabilities(self.model, self.device, pool_ids).to(votes.device)
             seen = diag.seen(pool_ids)
-        if self.hdl.loss_prior == "adjusted" and self._loss_log_prior is not None:
+        if self.hdl.loss_prior in ADJUSTED and self._loss_log_prior is not None:
             probs = prior_probabilities(probs, self._loss_log_prior)
         if self.hdl.blend_prior == "balanced" or (self.hdl.blend_prior == "until_prior"
                                                   and self._loss_log_prior is None):
@@ -556,6 +587,8 @@ class HDLMixin:
     def get_save_dict(self):
         d = super().get_save_dict()
         d["hdl"] = self.hdl_state.state_dict()
+        if self.hdl.loss_prior == "labeler":  # not derivable from the pool
+            d["hdl_loss_log_prior"] = None if self._loss_log_prior is None else self._loss_log_prior.cpu().clone()
         return d
 
     def load_model(self, load_path):
@@ -564,6 +597,9 @@ class HDLMixin:
             self.hdl_state.load_state_dict(ckpt["hdl"], f"{load_path}: 'hdl'")
             self._pool_nonempty = self.pool.nonempty
             self._set_loss_prior()
+            if self.hdl.loss_prior == "labeler":
+                saved = ckpt.get("hdl_loss_log_prior")
+                self._loss_log_prior = None if saved is None else saved.to(self.device)
         return ckpt
 
 

@@ -191,7 +191,7 @@ class ImbalanceMixin:
         from .logit_adjust import PriorAdjustedLoss
 
         wanted = [k for k, on in (("la_prior", getattr(self, "la_prior", "none") == "model"),
-                                  ("hdl_loss_prior", getattr(getattr(self, "hdl", None), "loss_prior", "") == "adjusted"))
+                                  ("hdl_loss_prior", getattr(getattr(self, "hdl", None), "loss_prior", "") in ("adjusted", "labeler")))
                   if on]
         if wanted and not isinstance(self.consistency_loss, PriorAdjustedLoss):
             raise ValueError(f"{wanted[0]}: imb_algorithm {self.imb_name!r} replaces the consistency loss that the "
