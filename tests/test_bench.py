@@ -484,3 +484,16 @@ def test_peer_statistics_on_paper():
     assert peers.best_peer(runs, "hdl_fixmatch", "k") == "la_fixmatch"  # 0.66 against fixmatch's 0.65
     head, mid, tail = peers.class_thirds(5, [1, 9, 9, 3, 1], [0, 0, 0, 0, 7])
     assert [head.tolist(), mid.tolist(), tail.tolist()] == [[1, 2], [3, 4], [0]]
+
+
+def test_a_peer_the_config_refuses_is_a_refused_cell(tmp_path):
+    """An override that one imbalance algorithm cannot take (two logit adjustments with DebiasPL)
+    refuses those cells, every seed, with the config's reason; the other cells still validate and
+    an override no cell can take still fails the grid."""
+    grid = bench.load_grid(tiny_grid(tmp_path, algorithms=["fixmatch"], seeds=[0, 1], imb_algorithms=["none", "debiaspl"]))
+    cells = bench.build_cells(grid, {"hdl_loss_prior": "adjusted"})
+    refused = {c.key: c.refused for c in cells if c.refused}
+    assert sorted(refused) == ["digits_lt/hdl_fixmatch_debiaspl_seed0", "digits_lt/hdl_fixmatch_debiaspl_seed1"]
+    assert all(r.startswith("hdl_loss_prior: 'adjusted' with imb_algorithm 'debiaspl'") for r in refused.values())
+    with pytest.raises(ValueError, match="cell digits_lt/hdl_fixmatch_seed0 .*hdl_loss_prior"):
+        bench.build_cells(grid, {"hdl_loss_prior": "sometimes"})

@@ -437,6 +437,7 @@ def build_cells(grid: Grid, overrides: Optional[Dict[str, Any]] = None, validate
                 for k, v in layer.items():
                     (hdl_extra if k in hdl_only else common)[k] = v
             imb_arms = grid.imb_arms if grid.imb_arms is not None else grid.arms
+            refused: Dict[Tuple[str, Optional[str]], str] = {}  # a peer pair the config refuses, per arm
             for seed in grid.seeds:
                 for imb in grid.imb_algorithms:
                     for arm in grid.arms:
@@ -444,6 +445,8 @@ def build_cells(grid: Grid, overrides: Optional[Dict[str, Any]] = None, validate
                             continue
                         cell = _cell(grid, setting, alg, arm, None if imb == "none" else imb, seed, common,
                                      hdl_extra, path)
+                        if (arm, cell.imb) in refused:
+                            cell = dataclasses.replace(cell, refused=refused[(arm, cell.imb)])
                         if validate and cell.refused is None and seed == grid.seeds[0]:
                             # the seeds' configs differ in seed and save_name only
                             with warnings.catch_warnings():
@@ -451,7 +454,11 @@ def build_cells(grid: Grid, overrides: Optional[Dict[str, Any]] = None, validate
                                 try:
                                     resolve_config(cell.config, allowed)
                                 except ValueError as e:
-                                    raise ValueError(f"cell {cell.key} (base config {path}): {e}") from None
+                                    if cell.imb is None:
+                                        raise ValueError(f"cell {cell.key} (base config {path}): {e}") from None
+                                    # a peer the config refuses (e.g. two logit adjustments): a refused cell
+                                    refused[(arm, cell.imb)] = str(e)
+                                    cell = dataclasses.replace(cell, refused=str(e))
                         cells.append(cell)
     return cells
 
