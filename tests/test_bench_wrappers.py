@@ -22,7 +22,9 @@ def test_amortised_overhead_is_the_step_overhead_plus_the_refresh_spread_over_th
     assert base == "fixmatch" and float(refresh) > 0
     for interval, shown in ((200, at200), (500, at500)):
         want = float(step) + 100.0 * float(refresh) / (interval * float(base_it))
-        assert abs(float(shown) - want) <= 0.06, (interval, shown, want)  # the printed figures are rounded
+        # both the shown figure and the step % it is recomputed from are rounded to 0.1 (0.05 each way),
+        # the refresh and base seconds to 3 and 4 decimals
+        assert abs(float(shown) - want) <= 0.11, (interval, shown, want)
     # the per-interval table's step % is the one the amortised row starts from
     row = next(line for line in lines[:at] if re.match(r"fixmatch\s+4\s", line))
     assert row.split()[6] == step
