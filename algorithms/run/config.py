@@ -163,9 +163,9 @@ def resolve_config(cfg: Dict[str, Any], algorithms: Iterable[str], extra_default
     if cfg.get("la_prior", "none") != "none" and str(alg).startswith("hdl_"):
         raise ValueError(f"la_prior: {cfg['la_prior']!r} is for the base algorithms; {alg} adjusts its unlabeled "
                          f"loss with hdl_loss_prior (la_prior allowed here: 'none')")
-    from ..usb.logit_adjust import OWN_LOGIT_ADJUSTMENT
+    from ..usb.logit_adjust import HDL_ADJUSTED, OWN_LOGIT_ADJUSTMENT
 
-    for key, value in (("la_prior", "model"), ("hdl_loss_prior", "adjusted"), ("hdl_loss_prior", "labeler")):
+    for key, value in (("la_prior", "model"),) + tuple(("hdl_loss_prior", v) for v in HDL_ADJUSTED):
         if cfg.get(key) == value and imb in OWN_LOGIT_ADJUSTMENT:
             raise ValueError(f"{key}: {value!r} with imb_algorithm {imb!r}, whose consistency loss adds its own "
                              f"running class prior: the two adjustments would count the class shares twice "

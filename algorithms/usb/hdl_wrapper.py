@@ -66,11 +66,7 @@ from .device import DeviceMixin, place_hook_after
 from .faults import fault_point
 from .host_sync import per_step
 from .diagnostics import HDLState, RefreshEvent, head_probabilities
-from .logit_adjust import OWN_LOGIT_ADJUSTMENT, PriorAdjustedLoss
-
-# hdl_loss_prior values that adjust the unlabeled losses (by the pool's class shares, or by the
-# labeler's estimate of the unlabeled class shares)
-ADJUSTED = ("adjusted", "labeler")
+from .logit_adjust import HDL_ADJUSTED as ADJUSTED, OWN_LOGIT_ADJUSTMENT, PriorAdjustedLoss, on_schedule
 from .seam import UNLABELED_LOSS, TargetSeam, Targets
 from .semantic_loss import SemanticLossMixin
 
@@ -332,10 +328,8 @@ class HDLMixin:
     def maybe_refresh(self):
         if not self.hdl.enable:
             return
-        done = self.it + 1
-        if done < self.hdl.warmup_iter or (done - self.hdl.warmup_iter) % self.hdl.refresh_every != 0:
-            return
-        self.refresh()
+        if on_schedule(self.it + 1, self.hdl.warmup_iter, self.hdl.refresh_every):
+            self.refresh()
 
     def refresh_inputs(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What a refresh labels: the bank's filled sample indices (int64 (M,)), their given labels

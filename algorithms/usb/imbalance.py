@@ -188,10 +188,10 @@ class ImbalanceMixin:
         self.place_on_device()
         # a logit adjustment (la_prior model, hdl_loss_prior adjusted) wraps the base's consistency
         # loss; an imbalance algorithm that replaced that loss afterwards would silently drop it
-        from .logit_adjust import PriorAdjustedLoss
+        from .logit_adjust import HDL_ADJUSTED, PriorAdjustedLoss
 
         wanted = [k for k, on in (("la_prior", getattr(self, "la_prior", "none") == "model"),
-                                  ("hdl_loss_prior", getattr(getattr(self, "hdl", None), "loss_prior", "") in ("adjusted", "labeler")))
+                                  ("hdl_loss_prior", getattr(getattr(self, "hdl", None), "loss_prior", "") in HDL_ADJUSTED))
                   if on]
         if wanted and not isinstance(self.consistency_loss, PriorAdjustedLoss):
             raise ValueError(f"{wanted[0]}: imb_algorithm {self.imb_name!r} replaces the consistency loss that the "

@@ -27,6 +27,7 @@ import torch
 from semilearn.core.hooks import Hook
 
 from hdl.blend import class_log_prior
+from hdl.config_keys import KEYS
 
 from .device import place_hook_after
 
@@ -35,6 +36,15 @@ from .device import place_hook_after
 # the log of its running mean of the model's predictions) and which replace the base's loss object
 # after the base is built: a second adjustment would count the class shares twice
 OWN_LOGIT_ADJUSTMENT = ("debiaspl",)
+# hdl_loss_prior values that adjust the unlabeled losses (by the pool's class shares, or by the
+# labeler's estimate of the unlabeled class shares)
+HDL_ADJUSTED = ("adjusted", "labeler")
+
+
+def on_schedule(done: int, warmup: int, every: int) -> bool:
+    """Whether the step that completes iteration ``done`` (1-based) re-estimates: at ``warmup``
+    and every ``every`` iterations after it (HDL's refresh and ``la_prior``'s estimate alike)."""
+    return done >= warmup and (done - warmup) % every == 0
 
 
 class PriorAdjustedLoss(torch.nn.Module):
@@ -66,9 +76,10 @@ class LogitAdjustMixin:
     :class:`.device.DeviceMixin`); with ``la_prior: none`` (the default) it changes nothing."""
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
-        self.la_prior = str(getattr(args, "la_prior", "none"))
-        self.la_warmup_iter = int(getattr(args, "la_warmup_iter", 200))
-        self.la_refresh_every = int(getattr(args, "la_refresh_every", 200))
+        default = {k: KEYS[k].default for k in ("la_prior", "la_warmup_iter", "la_refresh_every")}
+        self.la_prior = str(getattr(args, "la_prior", default["la_prior"]))
+        self.la_warmup_iter = int(getattr(args, "la_warmup_iter", default["la_warmup_iter"]))
+        self.la_refresh_every = int(getattr(args, "la_refresh_every", default["la_refresh_every"]))
         # float32 (C,) log prior on the training device once estimated; None before
         self.la_log_prior: Optional[torch.Tensor] = None
         super().__init__(args, net_builder, tb_log=tb_log, logger=logger, **kwargs)
@@ -81,10 +92,8 @@ class LogitAdjustMixin:
             place_hook_after(self, LogitAdjustHook(), "LogitAdjustHook", "EMAHook")
 
     def maybe_estimate_prior(self) -> None:
-        done = self.it + 1
-        if done < self.la_warmup_iter or (done - self.la_warmup_iter) % self.la_refresh_every != 0:
-            return
-        self.estimate_prior()
+        if on_schedule(self.it + 1, self.la_warmup_iter, self.la_refresh_every):
+            self.estimate_prior()
 
     @torch.no_grad()
     def unlabeled_predictions(self) -> torch.Tensor:
